@@ -1,0 +1,273 @@
+"""The Slicer module files agree with each other, checked without Slicer.
+
+The module files import Slicer's application (qt, ScriptedLoadableModule), so they are read here
+as text: `ast` for the Python, ElementTree for the Qt Designer .ui files, regular expressions for
+the CMake lists.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+MODULES = ("MoEDenoise", "MoESuperRes")
+SHARED_PANEL = REPO / "MoEMRILib" / "module_panel.py"
+# Widgets that hold or arrange others, and labels: they need no tooltip of their own.
+NO_TOOLTIP_CLASSES = {"QLabel", "qMRMLWidget", "ctkCollapsibleButton", "QWidget", "QGroupBox", "QFrame"}
+
+
+def _ui_path(module: str) -> Path:
+    return REPO / module / "Resources" / "UI" / f"{module}.ui"
+
+
+def _ui_widgets(module: str) -> dict[str, ET.Element]:
+    root = ET.parse(_ui_path(module)).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def _string_property(widget: ET.Element, name: str) -> str | None:
+    for prop in widget.findall("property"):
+        if prop.get("name") == name:
+            text = prop.find("string")
+            return text.text if text is not None else None
+    return None
+
+
+def _ui_names_used(path: Path) -> set[str]:
+    """Every `self.ui.<name>` in a Python file."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and node.value.attr == "ui"
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        ):
+            names.add(node.attr)
+    return names
+
+
+def _parameter_node_fields(module: str) -> dict[str, str]:
+    """Field name -> annotation source of the module's @parameterNodeWrapper class."""
+    source = (REPO / module / f"{module}.py").read_text()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and any(
+            (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper")
+            or (isinstance(d, ast.Call) and getattr(d.func, "id", None) == "parameterNodeWrapper")
+            for d in node.decorator_list
+        ):
+            return {
+                stmt.target.id: ast.get_source_segment(source, stmt.annotation)
+                for stmt in node.body
+                if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+            }
+    raise AssertionError(f"{module}.py declares no @parameterNodeWrapper class")
+
+
+def _cmake_list(text: str, variable: str, substitutions: dict[str, str]) -> list[str]:
+    match = re.search(rf"set\(\s*{variable}\s+(.*?)\)", text, re.S)
+    assert match, f"no set({variable} ...)"
+    items = match.group(1).split()
+    for key, value in substitutions.items():
+        items = [item.replace("${" + key + "}", value) for item in items]
+    return items
+
+
+# .ui files ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_parses_and_is_a_slicer_module_panel(module):
+    root = ET.parse(_ui_path(module)).getroot()
+    assert root.tag == "ui"
+    assert root.findtext("class") == module
+    top = root.find("widget")
+    assert top.get("class") == "qMRMLWidget" and top.get("name") == module
+    names = [w.get("name") for w in root.iter("widget")]
+    assert len(names) == len(set(names)), "widget names repeat"
+    # Every node selector gets the scene from the panel.
+    receivers = {c.findtext("receiver") for c in root.iter("connection") if c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"}
+    selectors = {w.get("name") for w in root.iter("widget") if w.get("class") == "qMRMLNodeComboBox"}
+    assert selectors and selectors <= receivers
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_ui_has_the_controls_the_issue_asks_for(module):
+    widgets = _ui_widgets(module)
+    classes = {name: w.get("class") for name, w in widgets.items()}
+    assert classes["inputSelector"] == classes["outputSelector"] == "qMRMLNodeComboBox"
+    assert classes["methodComboBox"] == classes["expertsComboBox"] == classes["deviceComboBox"] == "QComboBox"
+    assert classes["optionsCollapsibleButton"] == "ctkCollapsibleButton"
+    assert classes["applyButton"] == "QPushButton" and classes["compareButton"] == "QPushButton"
+    assert classes["progressBar"] == "QProgressBar"
+    assert classes["resultLabel"] == "QLabel"
+    assert classes["showExpertMapCheckBox"] == "QCheckBox"
+    assert classes["expertMapOpacitySliderWidget"] == "ctkSliderWidget"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_control_has_a_tooltip(module):
+    missing = [
+        name
+        for name, widget in _ui_widgets(module).items()
+        if widget.get("class") not in NO_TOOLTIP_CLASSES and not _string_property(widget, "toolTip")
+    ]
+    assert not missing, f"controls without a tooltip: {missing}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_widget_names_used_in_python_exist_in_the_ui(module):
+    widgets = set(_ui_widgets(module))
+    for path in (REPO / module / f"{module}.py", SHARED_PANEL):
+        used = _ui_names_used(path)
+        assert used, f"{path.name} uses no self.ui widgets?"
+        assert not used - widgets, f"{path.name} uses widgets missing from {module}.ui: {sorted(used - widgets)}"
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_slicer_parameter_names_match_the_parameter_node(module):
+    fields = _parameter_node_fields(module)
+    bound = {}
+    for name, widget in _ui_widgets(module).items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[name] = prop.findtext("string")
+    assert bound, "no widget is bound to the parameter node"
+    unknown = {w: p for w, p in bound.items() if p not in fields}
+    assert not unknown, f"SlicerParameterName without a parameter node field: {unknown}"
+    assert len(set(bound.values())) == len(bound), "two widgets bound to one parameter"
+    # A QComboBox bound to a str needs a fixed Choice: dynamic pickers are filled by the panel instead.
+    for widget_name, parameter in bound.items():
+        if _ui_widgets(module)[widget_name].get("class") == "QComboBox":
+            assert "Choice(" in fields[parameter], f"{parameter} is bound to a QComboBox without Choice"
+    # The issue's parameters.
+    for field in ("inputVolume", "outputVolume", "method", "experts", "device"):
+        assert field in fields
+    assert fields["method"] == "str" and fields["experts"] == "int" and fields["device"] == "str"
+
+
+def test_task_specific_parameters():
+    denoise = _parameter_node_fields("MoEDenoise")
+    assert "noiseMode" in denoise and '"auto"' in denoise["noiseMode"] and '"manual"' in denoise["noiseMode"]
+    assert "float" in denoise["noiseLevel"]
+    superres = _parameter_node_fields("MoESuperRes")
+    assert all("float" in superres[f"spacing{axis}"] for axis in "XYZ")
+
+
+# Module Python files -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [*(REPO / m / f"{m}.py" for m in MODULES), *sorted((REPO / "MoEMRILib").glob("*.py"))], ids=lambda p: p.name)
+def test_python_files_compile(path):
+    compile(path.read_text(), str(path), "exec")
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_file_has_the_template_classes(module):
+    tree = ast.parse((REPO / module / f"{module}.py").read_text())
+    classes = {node.name: [ast.unparse(b) for b in node.bases] for node in tree.body if isinstance(node, ast.ClassDef)}
+    assert classes[module] == ["ScriptedLoadableModule"]
+    assert "ScriptedLoadableModuleWidget" in classes[f"{module}Widget"]
+    assert classes[f"{module}Logic"] == ["ScriptedLoadableModuleLogic"]
+    assert classes[f"{module}Test"] == ["ScriptedLoadableModuleTest"]
+    source = (REPO / module / f"{module}.py").read_text()
+    assert '["Filtering.MoE-MRI"]' in source
+    for paper in ("N-SMoE", "MoEDiff-SR", "2504.07308", "DnCNN", "REMIx", "Morell-Ortega", "MIDL 2024"):
+        assert paper in source, f"help text does not name {paper}"
+    # Method names come from the registry, never from the module.
+    assert not re.search(r"\"(curvature-diffusion|nlmeans-rician|ants-denoise|linear|bspline|windowed-sinc)\"", source)
+
+
+# CMake and extension description ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_cmake_lists_name_existing_files(module):
+    text = (REPO / module / "CMakeLists.txt").read_text()
+    assert re.search(rf"set\(MODULE_NAME {module}\)", text)
+    names = {"MODULE_NAME": module}
+    scripts = _cmake_list(text, "MODULE_PYTHON_SCRIPTS", names)
+    resources = _cmake_list(text, "MODULE_PYTHON_RESOURCES", names)
+    assert scripts == [f"{module}.py"]
+    assert f"Resources/UI/{module}.ui" in resources and f"Resources/Icons/{module}.png" in resources
+    for item in scripts + resources:
+        assert (REPO / module / item).is_file(), f"{module}/CMakeLists.txt names missing {item}"
+    assert "slicerMacroBuildScriptedModule(" in text and "WITH_GENERIC_TESTS" in text
+    assert "add_subdirectory(Testing/Python)" in text
+
+    testing = (REPO / module / "Testing" / "Python" / "CMakeLists.txt").read_text()
+    script = re.search(r"slicer_add_python_unittest\(\s*SCRIPT\s+(\S+)", testing).group(1)
+    assert (REPO / module / "Testing" / "Python" / script.replace("${MODULE_NAME}", module)).resolve() == (
+        REPO / module / f"{module}.py"
+    )
+
+
+def test_top_cmake_and_shared_package_install():
+    text = (REPO / "CMakeLists.txt").read_text()
+    for variable, value in (
+        ("EXTENSION_HOMEPAGE", "https://github.com/moe-mri/SlicerMoEMRI"),
+        ("EXTENSION_CATEGORY", "Filtering"),
+        ("EXTENSION_CONTRIBUTORS", "MoE-MRI team"),
+        ("EXTENSION_DEPENDS", "PyTorch"),
+    ):
+        assert re.search(rf'set\({variable} "{re.escape(value)}"\)', text), variable
+    for required in ("EXTENSION_DESCRIPTION", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS",
+                     "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                     "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert required in text
+    for directory in re.findall(r"add_subdirectory\((\w+)\)", text):
+        assert (REPO / directory / "CMakeLists.txt").is_file(), directory
+    assert set(re.findall(r"add_subdirectory\((\w+)\)", text)) >= {"MoEMRILib", *MODULES}
+
+    lib = (REPO / "MoEMRILib" / "CMakeLists.txt").read_text()
+    assert "ctkMacroCompilePythonScript(" in lib
+    assert "DESTINATION_DIR ${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}" in lib
+    assert "INSTALL_DIR ${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}" in lib
+    globs = re.findall(r"\$\{_moemri_root\}/([\w/.*]+)", lib)
+    assert "moemri/*.py" in globs and "MoEMRILib/*.py" in globs
+    assert "GLOB_RECURSE MOEMRI_CORE_SCRIPTS" in lib
+    for pattern in globs:
+        folder = REPO / pattern.split("*")[0]
+        if "Weights" in pattern:
+            continue  # filled once models are trained; an empty glob installs nothing
+        assert folder.exists(), f"MoEMRILib/CMakeLists.txt globs a missing {folder}"
+    assert "Resources/SampleData/*" in globs and "Resources/Weights/*" in globs
+
+
+def test_s4ext_describes_the_extension():
+    entries = {}
+    for line in (REPO / "MoEExtension.s4ext").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            entries[key] = value.strip()
+    assert entries["scm"] == "git"
+    assert entries["scmurl"].startswith("https://github.com/moe-mri/SlicerMoEMRI")
+    assert entries["depends"] == "PyTorch"
+    assert entries["category"] == "Filtering"
+    assert entries["contributors"] == "MoE-MRI team"
+    assert entries["enabled"] == "1"
+    for key in ("homepage", "iconurl", "status", "description"):
+        assert entries.get(key), key
+
+
+@pytest.mark.parametrize(
+    "path",
+    [REPO / "Resources" / "Icons" / "MoEExtension.png", *(REPO / m / "Resources" / "Icons" / f"{m}.png" for m in MODULES)],
+    ids=lambda p: p.name,
+)
+def test_icons_are_128_pixel_pngs(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", header[16:24]) == (128, 128)
+
+
+def test_module_icons_differ():
+    icons = {(REPO / m / "Resources" / "Icons" / f"{m}.png").read_bytes() for m in MODULES}
+    icons.add((REPO / "Resources" / "Icons" / "MoEExtension.png").read_bytes())
+    assert len(icons) == 3
