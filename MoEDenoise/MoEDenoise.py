@@ -22,7 +22,7 @@ except ImportError:
     # core sit one folder up, as they sit beside the modules once installed.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from MoEMRILib.processing_logic import MoEProcessingLogic, noise_option_name, noise_sigma_from_percent
+from MoEMRILib.processing_logic import MoEProcessingLogic, noise_option_name
 from MoEMRILib.sample_data import register_sample_data
 
 TASK = "denoise"
@@ -167,7 +167,7 @@ class MoEDenoiseWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.updateNoiseControls()
 
     def updateNoiseControls(self, *unused) -> None:
-        """The noise sigma is editable only in manual mode and for a method that takes one."""
+        """The noise level is editable only in manual mode and for a method that takes one."""
         pn = self._parameterNode
         takesNoise = pn is not None and noise_option_name(pn.method) is not None
         self.ui.noiseModeComboBox.enabled = takesNoise
@@ -213,7 +213,7 @@ class MoEDenoiseLogic(ScriptedLoadableModuleLogic):
         name = noise_option_name(method)
         if name is None or noiseLevelPercent is None:
             return {}
-        return {name: noise_sigma_from_percent(inputVolume, noiseLevelPercent)}
+        return {name: float(noiseLevelPercent)}
 
     def process(self, inputVolume, outputVolume, method, experts=None, device="auto", options=None,
                 expertMapVolume=None, progress=None, noiseLevelPercent=None):

@@ -17,7 +17,7 @@ import numpy as np
 
 import slicer
 from moemri.errors import InputError, MethodUnavailable
-from moemri.methods.base import Method, MethodInfo, MethodResult, Progress, no_progress, resolve_experts, resolve_options
+from moemri.methods.base import NOISE_LEVEL_OPTION, Method, MethodInfo, MethodResult, Progress, no_progress, resolve_experts, resolve_options
 from moemri.methods.registry import all_methods, get_method
 from moemri.volume import Volume
 
@@ -100,24 +100,11 @@ def declared_options(method_name: str) -> dict[str, Any]:
 
 
 def noise_option_name(method_name: str) -> str | None:
-    """The method's option that takes a noise standard deviation, or None: it estimates the
-    noise itself (e.g. `noise_sigma` of non-local means, where 0 also means "estimate")."""
+    """The option through which the method takes a user-given noise level (percent of the
+    brightest tissue, `NOISE_LEVEL_OPTION`), or None when it always estimates the noise itself."""
     if not method_name or method_name not in {m.info.name for m in all_methods()}:
         return None  # no method chosen yet, or one a saved scene names that is not installed
-    for name, spec in declared_options(method_name).items():
-        if spec.kind == "float" and ("noise" in name or "sigma" in name):
-            return name
-    return None
-
-
-def noise_sigma_from_percent(node, level_percent: float) -> float:
-    """A noise level in percent of the brightest tissue (BrainWeb's convention, the one the
-    project's degradations and papers use) in the node's intensity units."""
-    from moemri.degrade.noise import brightest_tissue_intensity
-
-    voxels = slicer.util.arrayFromVolume(node).view()  # read only: no copy of a large head
-    voxels.flags.writeable = False
-    return float(level_percent) / 100.0 * brightest_tissue_intensity(voxels)
+    return NOISE_LEVEL_OPTION if NOISE_LEVEL_OPTION in declared_options(method_name) else None
 
 
 def available_devices() -> list[str]:

@@ -14,6 +14,10 @@ from ..volume import Volume
 
 Task = Literal["denoise", "superres"]
 
+# The one name every denoiser uses for a user-given noise level, in percent of the brightest
+# tissue (the papers' BrainWeb convention); 0 means "estimate it from the image".
+NOISE_LEVEL_OPTION = "noise_level_percent"
+
 # progress(fraction in [0, 1], stage text). It may raise errors.Cancelled to stop the run.
 Progress = Callable[[float, str], None]
 
