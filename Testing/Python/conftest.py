@@ -1,7 +1,6 @@
 """Shared fixtures: the shipped sample head and the fetched real volumes."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest

@@ -7,7 +7,6 @@ import pytest
 
 from moemri.cli.main import main
 from moemri.io import read_volume, write_volume
-from moemri.volume import Volume
 
 
 def moemri(*args):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
 
 from ..methods.registry import all_methods
 from .cases import DENOISE_LEVELS, denoise_cases, validation_volume
-from .measure import measured
+from .measure import timing_table, write_report
 from .table import markdown_table
 
 WHOLE_HEAD_LEVEL = 5.0
@@ -56,13 +55,8 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
 
     head = validation_volume()
     noisy, _ = add_rician(head, WHOLE_HEAD_LEVEL, seed=7, varying=False)
-    timing_rows = []
-    for method in chosen:
-        result, seconds, peak_mib = measured(lambda: method.run(noisy, device=device))
-        used = result.metadata.get("device", device)
-        timing_rows.append([method.info.name, f"{seconds:.1f}", f"{peak_mib:.0f}" if peak_mib else "n/a", used])
+    timing = timing_table(chosen, lambda method: method.run(noisy, device=device), device)
     shape = "x".join(str(n) for n in head.size_xyz)
-    timing = markdown_table(["method", "seconds", "peak MiB", "device"], timing_rows)
     report = (
         "## Denoising quality: PSNR (dB) / SSIM in the head mask, validation head (central 64 mm slab)\n\n"
         + quality
@@ -70,8 +64,5 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
         + timing
         + "\n"
     )
-    echo(report)
-    if out:
-        with open(out, "w") as f:
-            f.write(report)
+    write_report(report, out, echo)
     return 0

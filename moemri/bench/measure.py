@@ -40,3 +40,23 @@ def measured(call: Callable[[], T]) -> tuple[T, float, float | None]:
     seconds = time.perf_counter() - start
     peak_kb = _read_status_kb("VmHWM") if can_reset else None
     return value, seconds, (peak_kb / 1024 if peak_kb else None)
+
+
+def timing_table(methods, run_one, device: str) -> str:
+    """Markdown table of seconds, peak memory and the device used, one row per method;
+    `run_one(method)` runs the method on the timing case and returns its MethodResult."""
+    from .table import markdown_table
+
+    rows = []
+    for method in methods:
+        result, seconds, peak_mib = measured(lambda: run_one(method))
+        peak = f"{peak_mib:.0f}" if peak_mib else "n/a"
+        rows.append([method.info.name, f"{seconds:.1f}", peak, result.metadata.get("device", device)])
+    return markdown_table(["method", "seconds", "peak MiB", "device"], rows)
+
+
+def write_report(report: str, out, echo) -> None:
+    echo(report)
+    if out:
+        with open(out, "w") as f:
+            f.write(report)

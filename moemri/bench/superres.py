@@ -10,7 +10,7 @@ import numpy as np
 from ..methods.registry import all_methods
 from ..volume import Volume
 from .cases import validation_volume
-from .measure import measured
+from .measure import timing_table, write_report
 from .table import markdown_table
 
 THICK_FACTORS = (2, 3, 4, 5, 6, 7)
@@ -76,11 +76,7 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
     quality = markdown_table(["case", "input spacing mm", "method", "PSNR dB", "SSIM", "correlation", "tissue Dice"], rows)
 
     reference, low = make_case(head, *TIMING_CASE)
-    timing_rows = []
-    for method in chosen:
-        result, seconds, peak_mib = measured(lambda: method.run(low, device=device, options={"spacing": reference.spacing}))
-        timing_rows.append([method.info.name, f"{seconds:.1f}", f"{peak_mib:.0f}" if peak_mib else "n/a", result.metadata.get("device", device)])
-    timing = markdown_table(["method", "seconds", "peak MiB", "device"], timing_rows)
+    timing = timing_table(chosen, lambda method: method.run(low, device=device, options={"spacing": reference.spacing}), device)
     spacing = "x".join(f"{s:g}" for s in low.spacing)
     report = (
         "## Super-resolution quality in the head mask, validation head restored to 1 mm\n\n"
@@ -89,8 +85,5 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
         + timing
         + "\n"
     )
-    echo(report)
-    if out:
-        with open(out, "w") as f:
-            f.write(report)
+    write_report(report, out, echo)
     return 0
