@@ -1,18 +1,19 @@
-"""Before/after views: side-by-side slice views that move together, and a fade between layers.
+"""Before/after views: side-by-side slice views that move together, a fade between input and
+result, and the expert overlays (label map or one expert's probability map).
 
-Pure MRML (layout node, slice composite nodes), so it runs on PyPI's `slicer-core` as well as in
-Slicer. In Slicer the application's layout manager makes one slice composite node per slice view;
-`slicer-core` has no layout manager, so there the composite nodes exist only where a
+Pure MRML (layout node, slice and slice composite nodes), so it runs on PyPI's `slicer-core` as
+well as in Slicer. In Slicer the application's layout manager makes one slice composite node per
+slice view; `slicer-core` has no layout manager, so there the composite nodes exist only where a
 vtkMRMLSliceLogic was made for each slice node (the tests do that). Rendering, fitting the views
-(`slicer.util.resetSliceViews`) and the fade slider itself need the application and live in the
-module widgets.
+(`slicer.util.resetSliceViews`) and the sliders themselves need the application and live in the
+panel.
 """
 from __future__ import annotations
 
 import slicer
 
 SIDE_BY_SIDE_LAYOUT = slicer.vtkMRMLLayoutNode.SlicerLayoutSideBySideView
-# The side-by-side layout shows these two axial views, left and right.
+# The side-by-side layout shows these two views, left and right.
 BEFORE_VIEW = "Red"
 AFTER_VIEW = "Yellow"
 
@@ -26,43 +27,64 @@ def set_compare_layout(layoutNode, arrangement: int = SIDE_BY_SIDE_LAYOUT) -> in
 
 def slice_composite_nodes(scene) -> dict[str, object]:
     """The scene's slice composite nodes by view name ("Red", "Yellow", "Green", ...)."""
-    nodes = scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
-    composites = {}
-    for index in range(nodes.GetNumberOfItems()):
-        node = nodes.GetItemAsObject(index)
-        composites[node.GetLayoutName() or node.GetID()] = node
-    return composites
+    return _by_layout_name(scene, "vtkMRMLSliceCompositeNode")
+
+
+def slice_nodes(scene) -> dict[str, object]:
+    """The scene's slice nodes (orientation, field of view, position) by view name."""
+    return _by_layout_name(scene, "vtkMRMLSliceNode")
 
 
 def link_slice_views(scene, linked: bool = True) -> list:
-    """Link (or unlink) all slice views, so panning, zooming and scrolling move them together."""
+    """Link (or unlink) all slice views, so panning, zooming and scrolling move them together;
+    hot-linked, so the other view follows during the drag rather than after it."""
     composites = list(slice_composite_nodes(scene).values())
     for node in composites:
         node.SetLinkedControl(1 if linked else 0)
+        node.SetHotLinkedControl(1 if linked else 0)
     return composites
 
 
-def show_before_after(scene, inputNode, resultNode, fade: float = 0.5, side_by_side: bool = True) -> None:
-    """Input as background and result as foreground at `fade` opacity, with linked views.
+def match_slice_views(scene, source: str = BEFORE_VIEW, target: str = AFTER_VIEW) -> bool:
+    """Give `target` the orientation, slice position, zoom and pan of `source`.
 
-    With `side_by_side`, the left view shows only the input and the right view only the result
-    (Slicer's compare idiom); the other views keep the fade. Layers are set before linking: a
-    linked view copies layer changes made while the user interacts, not those made here.
+    Linking only passes on later interaction; the views must start equal (in the conventional
+    layout the yellow view is sagittal). Returns False if either view does not exist.
+    """
+    nodes = slice_nodes(scene)
+    if source not in nodes or target not in nodes:
+        return False
+    src, dst = nodes[source], nodes[target]
+    was_modifying = dst.StartModify()
+    try:
+        dst.GetSliceToRAS().DeepCopy(src.GetSliceToRAS())
+        dst.SetFieldOfView(*src.GetFieldOfView())
+        dst.SetXYZOrigin(*src.GetXYZOrigin())
+        dst.UpdateMatrices()
+    finally:
+        dst.EndModify(was_modifying)
+    return True
+
+
+def show_before_after(scene, inputNode, resultNode, fade: float = 1.0, side_by_side: bool = True) -> None:
+    """Input in the left view; in the right view the input under the result at `fade` opacity
+    (1 shows the result, 0 the input: the fade slider works in that one view); linked views.
+
+    Without `side_by_side`, every view shows the fade. Layers are set before linking: a linked
+    view copies layer changes made while the user interacts, not those made here.
     """
     fade = _opacity(fade)
     input_id = inputNode.GetID() if inputNode is not None else None
     result_id = resultNode.GetID() if resultNode is not None else None
     for name, node in slice_composite_nodes(scene).items():
+        node.SetBackgroundVolumeID(input_id)
         if side_by_side and name == BEFORE_VIEW:
-            node.SetBackgroundVolumeID(input_id)
-            node.SetForegroundVolumeID(None)
-        elif side_by_side and name == AFTER_VIEW:
-            node.SetBackgroundVolumeID(result_id)
             node.SetForegroundVolumeID(None)
         else:
-            node.SetBackgroundVolumeID(input_id)
             node.SetForegroundVolumeID(result_id)
             node.SetForegroundOpacity(fade)
+    if side_by_side:
+        match_slice_views(scene)
     link_slice_views(scene, True)
 
 
@@ -80,6 +102,27 @@ def set_label_layer(scene, labelNode, opacity: float = 0.5) -> None:
     for node in slice_composite_nodes(scene).values():
         node.SetLabelVolumeID(label_id)
         node.SetLabelOpacity(_opacity(opacity))
+
+
+def show_probability_overlay(scene, resultNode, probabilityNode, opacity: float = 0.5) -> None:
+    """One expert's probability map as a coloured foreground over the result in every view
+    (instead of the expert label map, which is hidden)."""
+    result_id = resultNode.GetID() if resultNode is not None else None
+    probability_id = probabilityNode.GetID() if probabilityNode is not None else None
+    for node in slice_composite_nodes(scene).values():
+        node.SetBackgroundVolumeID(result_id)
+        node.SetForegroundVolumeID(probability_id)
+        node.SetForegroundOpacity(_opacity(opacity))
+        node.SetLabelVolumeID(None)
+
+
+def _by_layout_name(scene, class_name: str) -> dict[str, object]:
+    nodes = scene.GetNodesByClass(class_name)
+    found = {}
+    for index in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(index)
+        found[node.GetLayoutName() or node.GetID()] = node
+    return found
 
 
 def _opacity(value: float) -> float:

@@ -93,3 +93,27 @@ def expert_legend(result: MethodResult) -> list[tuple[int, str, tuple[int, int, 
         for e in sorted(result.experts, key=lambda e: e.label)
     ]
 
+
+
+def legend_from_nodes(labelNode) -> list[tuple[int, str, tuple[int, int, int], float]]:
+    """(label, name, rgb 0-255, share of labelled voxels) per named label of the expert map's
+    colour table: the legend read back from the scene (after a reload there is no MethodResult)."""
+    if labelNode is None or labelNode.GetImageData() is None:
+        return []
+    display = labelNode.GetDisplayNode()
+    colorNode = display.GetColorNode() if display is not None else None
+    if colorNode is None:
+        return []
+    labels = np.asarray(slicer.util.arrayFromVolume(labelNode))
+    counts = np.bincount(labels[labels > 0].ravel().astype(np.int64), minlength=colorNode.GetNumberOfColors())
+    total = max(int(counts.sum()), 1)
+    rows = []
+    rgba = [0.0] * 4
+    for label in range(1, colorNode.GetNumberOfColors()):
+        name = colorNode.GetColorName(label)
+        if not name or name == colorNode.GetNoName():
+            continue
+        colorNode.GetColor(label, rgba)
+        rgb = tuple(int(round(255 * c)) for c in rgba[:3])
+        rows.append((label, name, rgb, float(counts[label]) / total))
+    return rows

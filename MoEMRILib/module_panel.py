@@ -1,55 +1,63 @@
-"""The panel behaviour both modules share: pickers, Apply, progress, result, expert map, compare.
+"""The panel behaviour both modules share: pickers, options, Apply/Cancel with a background
+process, progress, result. Needs the Slicer application (qt); the testable work lives in
+processing_logic, process_runner, method_choices, method_options and the MRML helpers.
 
 Each module's Widget keeps Slicer's template shape (loads its .ui, owns the parameter node) and
-hands this class its `ui`, its logic and a function that turns the module's own option controls
-into method options. Needs the Slicer application (qt); the testable work lives in
-processing_logic, expert_overlay and compare_views.
-
-Both .ui files therefore share these widget names: methodComboBox, expertsComboBox,
-deviceComboBox, applyButton, progressBar, resultLabel, showExpertMapCheckBox,
-expertMapOpacitySliderWidget, fadeSliderWidget, compareButton.
+hands this class its `ui`, the processing logic, the option names it handles with its own
+controls and a function that turns those controls into method options. Both .ui files share the
+widget names used here and in result_views.
 """
 from __future__ import annotations
 
 import logging
-import traceback
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import qt
 
 import slicer
 from moemri.errors import MoEMRIError
 
-from . import compare_views
-from .expert_overlay import expert_legend
-from .processing_logic import MethodChoice, available_devices, methods_for_task, new_expert_map_node, new_output_node, result_summary
-from .volume_nodes import input_node_problem
+from .dependencies import offer_install, plan_for_module, plan_for_reason
+from .method_choices import MethodChoice, available_devices, method_blurb, methods_for_task, selection_text
+from .method_options import generic_options, stored_options, with_option
+from .option_widgets import OptionControls
+from .processing_logic import result_summary, result_warnings
+from .result_views import ResultViews
+from .volume_nodes import input_node_problem, volume_view_from_node
+from .worker_protocol import MissingPackage, WorkerError
 
 log = logging.getLogger(__name__)
 
+POLL_INTERVAL_MS = 100  # progress a few times a second; Cancel reacts within a poll
 # options_for(parameterNode, methodName) -> method options from the module's own controls
 OptionsFromParameters = Callable[[Any, str], dict]
 
 
 class MoEModulePanel:
-    def __init__(self, ui, logic, task: str, options_for: OptionsFromParameters, title: str):
+    def __init__(self, ui, processing, task: str, options_for: OptionsFromParameters, title: str, handled_options: Iterable[str] = ()):
         self.ui = ui
-        self.logic = logic  # has process(inputVolume, outputVolume, method, ..., options=...)
+        self.processing = processing  # a MoEProcessingLogic: prepare / start / finish
         self.task = task
         self.options_for = options_for
         self.title = title
+        self.handled_options = tuple(handled_options)
         self.parameterNode = None
+        self.job = None  # the BackgroundRun in progress, if any
+        self.request = None
+        self.runParameterNode = None  # the run's settings, even if the user leaves the module meanwhile
         self._choices: dict[str, MethodChoice] = {}
         self._updating = False
-        self._expertsShownFor = None  # the method whose expert counts the experts picker lists
+        self._shown = {}  # what the method-dependent controls currently show
+        self.results = ResultViews(ui)
+        self.optionControls = OptionControls(ui.methodOptionsWidget, self.onOptionChanged)
+        self.timer = qt.QTimer()
+        self.timer.setInterval(POLL_INTERVAL_MS)
+        self.timer.connect("timeout()", self.onPoll)
 
         self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
         self.ui.expertsComboBox.connect("currentIndexChanged(int)", self.onExpertsChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
-        self.ui.showExpertMapCheckBox.connect("toggled(bool)", self.onShowExpertMap)
-        self.ui.expertMapOpacitySliderWidget.connect("valueChanged(double)", self.onShowExpertMap)
-        self.ui.fadeSliderWidget.connect("valueChanged(double)", self.onFade)
-        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
         self.ui.progressBar.hide()
         self.fillPickers()
 
@@ -63,34 +71,24 @@ class MoEModulePanel:
             combo.clear()
             try:
                 choices = methods_for_task(self.task)
-            except ImportError as error:
-                # The core's packages (scipy, dipy, ...) are installed on request, never at import.
+            except ImportError as error:  # the core's packages are installed on request, never at import
                 self.ui.resultLabel.text = f"MoE-MRI needs Python packages that are not installed yet: {error}"
                 choices = []
             self._choices = {c.name: c for c in choices}
             for index, choice in enumerate(choices):
-                label = choice.label if not choice.unavailable else f"{choice.label} (not available)"
-                combo.addItem(label, choice.name)
+                combo.addItem(choice.label if not choice.unavailable else f"{choice.label} (not available)", choice.name)
                 combo.setItemData(index, choice.tooltip, qt.Qt.ToolTipRole)
-            devices = self.ui.deviceComboBox
-            devices.clear()
+            self.ui.deviceComboBox.clear()
             for device in available_devices():
-                devices.addItem(device, device)
-            self._expertsShownFor = None
+                self.ui.deviceComboBox.addItem(device, device)
+            self._shown = {}
         finally:
             self._updating = False
 
-    def _fillExperts(self, choice: MethodChoice | None) -> None:
-        combo = self.ui.expertsComboBox
-        combo.clear()
-        if choice is None:
-            return
-        for count in choice.expert_counts:
-            combo.addItem("1 (single model)" if count == 1 else f"{count} experts", count)
-        combo.enabled = len(choice.expert_counts) > 1
-
     def setParameterNode(self, parameterNode) -> None:
         self.parameterNode = parameterNode
+        self._shown = {}
+        self.results.setParameterNode(parameterNode)
         if parameterNode is None:
             return
         if parameterNode.method not in self._choices and self._choices:
@@ -98,7 +96,7 @@ class MoEModulePanel:
         self.updateFromParameterNode()
 
     def updateFromParameterNode(self, caller=None, event=None) -> None:
-        """Show the parameter node's method, experts and device; enable Apply when it can run."""
+        """Show the parameter node's method, experts, device and options; enable Apply when it can run."""
         pn = self.parameterNode
         if pn is None or self._updating:
             return
@@ -106,18 +104,47 @@ class MoEModulePanel:
         try:
             choice = self._choices.get(pn.method)
             self.ui.methodComboBox.currentIndex = self.ui.methodComboBox.findData(pn.method)
-            if self._expertsShownFor != pn.method:
-                self._fillExperts(choice)
-                self._expertsShownFor = pn.method
+            if self._shown.get("method") != pn.method:
+                self._showMethod(choice)
             if choice is not None:
                 experts = pn.experts if pn.experts in choice.expert_counts else choice.default_experts
                 self.ui.expertsComboBox.currentIndex = self.ui.expertsComboBox.findData(experts)
             deviceIndex = self.ui.deviceComboBox.findData(pn.device)
             self.ui.deviceComboBox.currentIndex = deviceIndex if deviceIndex >= 0 else 0
             self.ui.deviceComboBox.enabled = choice is not None and not choice.info.classical
+            if self._shown.get("options") != pn.methodOptions:
+                self._shown["options"] = pn.methodOptions
+                self.optionControls.set_values(stored_options(pn.methodOptions, pn.method, self.handled_options))
+            self._showSelection()
         finally:
             self._updating = False
+        self.results.update()
         self.checkCanApply()
+
+    def _showMethod(self, choice: MethodChoice | None) -> None:
+        pn = self.parameterNode
+        self._shown["method"] = pn.method
+        combo = self.ui.expertsComboBox
+        combo.clear()
+        for count in choice.expert_counts if choice else ():
+            combo.addItem("1 (single model)" if count == 1 else f"{count} experts", count)
+        combo.enabled = choice is not None and len(choice.expert_counts) > 1
+        self.ui.methodDescriptionLabel.text = method_blurb(choice.info) if choice else ""
+        self.optionControls.show(generic_options(pn.method, self.handled_options),
+                                 stored_options(pn.methodOptions, pn.method, self.handled_options))
+        self._shown["options"] = pn.methodOptions
+
+    def _showSelection(self) -> None:
+        """The method's `describe_selection` text for this input, recomputed when either changes."""
+        pn = self.parameterNode
+        node = pn.inputVolume
+        key = (pn.method, node.GetID() if node else None, node.GetImageData().GetMTime() if node and node.GetImageData() else 0)
+        if self._shown.get("selection") == key:
+            return
+        self._shown["selection"] = key
+        text = selection_text(pn.method, volume_view_from_node(node)) if node and not input_node_problem(node) else ""
+        self.ui.selectionLabel.text = text
+        self.ui.selectionLabel.visible = bool(text)
 
     def onMethodChanged(self, index: int) -> None:
         if self._updating or self.parameterNode is None or index < 0:
@@ -129,16 +156,22 @@ class MoEModulePanel:
         self.parameterNode.method = name
 
     def onExpertsChanged(self, index: int) -> None:
-        if self._updating or self.parameterNode is None or index < 0:
-            return
-        self.parameterNode.experts = int(self.ui.expertsComboBox.itemData(index))
+        if not self._updating and self.parameterNode is not None and index >= 0:
+            self.parameterNode.experts = int(self.ui.expertsComboBox.itemData(index))
 
     def onDeviceChanged(self, index: int) -> None:
-        if self._updating or self.parameterNode is None or index < 0:
-            return
-        self.parameterNode.device = self.ui.deviceComboBox.itemData(index)
+        if not self._updating and self.parameterNode is not None and index >= 0:
+            self.parameterNode.device = self.ui.deviceComboBox.itemData(index)
+
+    def onOptionChanged(self, spec, value) -> None:
+        pn = self.parameterNode
+        if pn is not None and not self._updating:
+            self._shown["options"] = text = with_option(pn.methodOptions, pn.method, spec, value)
+            pn.methodOptions = text
 
     def checkCanApply(self) -> None:
+        if self.job is not None:
+            return  # the button is Cancel while a run is in progress
         problem = self.applyProblem()
         self.ui.applyButton.enabled = problem is None
         self.ui.applyButton.toolTip = problem or f"Run the selected method ({self.task}) on the input volume."
@@ -156,85 +189,120 @@ class MoEModulePanel:
             return "The output volume is the input volume; choose or create another output volume."
         return None
 
-    # Apply ---------------------------------------------------------------------------------
+    # Apply / Cancel ------------------------------------------------------------------------
 
-    def onApply(self) -> None:
+    def onApplyOrCancel(self, *unused) -> None:
+        if self.job is not None:
+            self.cancel()
+        else:
+            self.start()
+
+    def start(self) -> None:
         pn = self.parameterNode
         choice = self._choices.get(pn.method)
-        createdExpertMap = None
+        if choice is not None and choice.unavailable and not self._installFor(plan_for_reason(choice.unavailable), choice):
+            slicer.util.errorDisplay(f"{choice.label} cannot run here: {choice.unavailable}", windowTitle=self.title)
+            return
         try:
-            with slicer.util.WaitCursor():
-                if pn.outputVolume is None:
-                    pn.outputVolume = new_output_node(pn.inputVolume, self.task)
-                if pn.expertMapVolume is None and choice is not None and not choice.info.classical:
-                    createdExpertMap = pn.expertMapVolume = new_expert_map_node(pn.outputVolume)
-                self.ui.progressBar.value = 0
-                self.ui.progressBar.show()
-                result = self.logic.process(
-                    pn.inputVolume,
-                    pn.outputVolume,
-                    pn.method,
-                    experts=pn.experts or None,
-                    device=pn.device,
-                    options=self.options_for(pn, pn.method),
-                    expertMapVolume=pn.expertMapVolume,
-                    progress=self.onProgress,
-                )
+            options = {**stored_options(pn.methodOptions, pn.method, self.handled_options), **self.options_for(pn, pn.method)}
+            self.request = self.processing.prepare(pn.inputVolume, pn.outputVolume, self.task, pn.method,
+                                                   experts=pn.experts or None, device=pn.device, options=options,
+                                                   expertMapNode=pn.expertMapVolume)
+            self.job = self.processing.start(self.request)
+            self.runParameterNode = pn
         except MoEMRIError as error:
             slicer.util.errorDisplay(str(error), windowTitle=f"{self.title}: cannot run")
             return
         except Exception as error:  # a bug rather than a user error: keep the traceback
-            log.exception("%s failed", self.title)
-            slicer.util.errorDisplay(
-                f"{self.title} failed: {error}", windowTitle=self.title, detailedText=traceback.format_exc()
-            )
+            log.exception("%s could not start", self.title)
+            slicer.util.errorDisplay(f"{self.title} could not start: {error}", windowTitle=self.title)
             return
-        finally:
-            self.ui.progressBar.hide()
-        if createdExpertMap is not None and result.expert_map is None:
-            slicer.mrmlScene.RemoveNode(createdExpertMap)
-            pn.expertMapVolume = None
-        self.showResult(result)
+        self._setRunning(True)
+        self.timer.start()
 
-    def onProgress(self, fraction: float, stage: str) -> None:
-        self.ui.progressBar.value = int(round(100 * fraction))
-        self.ui.progressBar.format = f"{stage}: %p%"
-        slicer.app.processEvents()
+    def cancel(self) -> None:
+        """Stop the background process; nothing was written to the scene."""
+        if self.job is None:
+            return
+        self.job.cancel()
+        self._ended()
+        slicer.util.showStatusMessage(f"{self.title}: cancelled", 3000)
 
-    def showResult(self, result) -> None:
+    def onPoll(self) -> None:
+        job = self.job
+        if job is None:
+            self.timer.stop()
+            return
+        for event in job.poll():
+            if event.kind == "progress":
+                self.ui.progressBar.value = int(round(100 * event.fraction))
+                self.ui.progressBar.format = f"{event.stage}: %p%"
+            else:
+                log.warning("%s: %s", self.title, event.text)
+                slicer.util.showStatusMessage(f"{self.title}: {event.text}", 5000)
+        if job.running:
+            return
+        request, runParameterNode = self.request, self.runParameterNode
+        self._ended()
+        if job.state == "finished":
+            self._finish(request, job, runParameterNode)
+        elif job.state == "failed":
+            self._fail(job.error)
+
+    def _finish(self, request, job, pn) -> None:
+        try:
+            self.processing.finish(request, job.result, job.seconds)
+        except Exception as error:
+            log.exception("%s: writing the result failed", self.title)
+            slicer.util.errorDisplay(f"{self.title}: writing the result failed: {error}", windowTitle=self.title)
+            return
+        pn.outputVolume = request.outputNode
+        if request.expertMapNode is not None:
+            pn.expertMapVolume = request.expertMapNode
+        if self.parameterNode is pn:  # the module still shows this run's settings
+            self.showSummary()
+            self.results.showResult()
+
+    def _fail(self, error) -> None:
+        if isinstance(error, MissingPackage):
+            choice = self._choices.get(self.parameterNode.method) if self.parameterNode else None
+            if self._installFor(plan_for_module(error.module), choice):
+                self.start()  # the package is there now: run again
+                return
+        if isinstance(error, WorkerError):
+            log.error("%s failed: %s\n%s", self.title, error, error.details)
+            slicer.util.errorDisplay(f"{self.title} failed: {error}", windowTitle=self.title, detailedText=error.details)
+        else:  # a user error from the method: its message says what to do (errorDisplay logs it too)
+            slicer.util.errorDisplay(str(error), windowTitle=f"{self.title}: cannot run")
+
+    def _installFor(self, plan, choice) -> bool:
+        if plan is None:
+            return False
+        installed = offer_install(plan, choice.label if choice else self.title)
+        if installed:
+            self.fillPickers()  # availability may have changed
+            self.updateFromParameterNode()
+        return installed
+
+    def _setRunning(self, running: bool) -> None:
+        for section in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.outputsCollapsibleButton):
+            section.enabled = not running
+        self.ui.applyButton.text = "Cancel" if running else "Apply"
+        self.ui.applyButton.enabled = True
+        self.ui.applyButton.toolTip = "Stop the running method; the scene is left as it was." if running else ""
+        self.ui.progressBar.value = 0
+        self.ui.progressBar.format = "starting: %p%"
+        self.ui.progressBar.visible = running
+
+    def _ended(self) -> None:
+        self.timer.stop()
+        self.job = None
+        self.request = self.runParameterNode = None
+        self._setRunning(False)
+        self.checkCanApply()
+
+    def showSummary(self) -> None:
         pn = self.parameterNode
         lines = [result_summary(pn.outputVolume)]
-        for _, name, rgb, description, share in expert_legend(result):
-            swatch = "#%02x%02x%02x" % tuple(rgb)
-            lines.append(f'<span style="color:{swatch}">&#9632;</span> {name}: {100 * share:.1f} % of voxels')
-        self.ui.resultLabel.text = "<br>".join(lines)
-        self.ui.showExpertMapCheckBox.enabled = result.expert_map is not None
-        slicer.util.setSliceViewerLayers(
-            background=pn.inputVolume, foreground=pn.outputVolume, foregroundOpacity=pn.fade, fit=True
-        )
-        self.onShowExpertMap()
-
-    # Views ---------------------------------------------------------------------------------
-
-    def onShowExpertMap(self, *unused) -> None:
-        pn = self.parameterNode
-        if pn is None:
-            return
-        show = self.ui.showExpertMapCheckBox.checked and pn.expertMapVolume is not None
-        compare_views.set_label_layer(
-            slicer.mrmlScene, pn.expertMapVolume if show else None, self.ui.expertMapOpacitySliderWidget.value
-        )
-
-    def onFade(self, value: float) -> None:
-        compare_views.set_fade(slicer.mrmlScene, value)
-
-    def onCompare(self) -> None:
-        pn = self.parameterNode
-        if pn is None or pn.inputVolume is None or pn.outputVolume is None:
-            slicer.util.errorDisplay("Run the method first: there is no result to compare yet.")
-            return
-        layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()
-        compare_views.set_compare_layout(layoutNode)
-        compare_views.show_before_after(slicer.mrmlScene, pn.inputVolume, pn.outputVolume, fade=self.ui.fadeSliderWidget.value)
-        self.onShowExpertMap()
-        slicer.util.resetSliceViews()
+        lines += [f'<span style="color:#c06000">Warning: {w}</span>' for w in result_warnings(pn.outputVolume)]
+        self.ui.resultLabel.text = "<br>".join(line for line in lines if line) or "No result yet."

@@ -31,6 +31,18 @@ def volume_from_node(node) -> Volume:
     if node is None or node.GetImageData() is None:
         raise InputError(f"{_describe(node)} has no image data")
     array = np.array(slicer.util.arrayFromVolume(node), copy=True)  # (k, j, i) = (z, y, x)
+    return volume_from_node_geometry(node, array)
+
+
+def volume_view_from_node(node) -> Volume:
+    """The node's geometry with a read-only view of its voxels (no copy): for a quick look at
+    the input, such as a method's `describe_selection`, never for processing."""
+    view = slicer.util.arrayFromVolume(node).view()
+    view.flags.writeable = False
+    return volume_from_node_geometry(node, view)
+
+
+def volume_from_node_geometry(node, array) -> Volume:
     directions = vtk.vtkMatrix4x4()
     node.GetIJKToRASDirectionMatrix(directions)
     direction_ras = np.array([[directions.GetElement(r, c) for c in range(3)] for r in range(3)])

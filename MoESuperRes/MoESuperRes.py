@@ -11,7 +11,7 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode
 
@@ -22,11 +22,14 @@ except ImportError:
     # core sit one folder up, as they sit beside the modules once installed.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from MoEMRILib.method_choices import declared_options
+from MoEMRILib.method_options import output_spacing_mm
 from MoEMRILib.processing_logic import MoEProcessingLogic
 from MoEMRILib.sample_data import register_sample_data
 
 TASK = "superres"
-SPACING_OPTION = "spacing"  # (x, y, z) mm, declared by every super-resolution method
+SPACING_OPTION = "spacing"  # (x, y, z) mm: the output grid, declared by the super-resolution methods
+HANDLED_OPTIONS = (SPACING_OPTION,)  # shown by this module's own resolution controls
 
 #
 # MoESuperRes
@@ -42,11 +45,21 @@ class MoESuperRes(ScriptedLoadableModule):
         self.parent.contributors = ["MoE-MRI team"]
         self.parent.helpText = """
 Raises the resolution of a brain MR volume (thick slices or coarse voxels) with a mixture of experts:
-specialised upsamplers and a gate that picks, voxel by voxel, which expert reconstructs which
-structure; the expert map shows the choice. The output covers the same physical extent as the input
-on a grid of the chosen spacing. Classical interpolators, marked (classical), are offered to compare
-against.
-<br><br>Methods follow:
+specialised upsamplers and a gate (or, for REMIx, the input's slice spacing) that picks which expert
+reconstructs what. The output covers the same physical extent as the input on a grid of the chosen
+spacing. Classical interpolators, marked (classical), are offered to compare against.
+<ul>
+<li>Pick the input (a scalar MR volume), a method (hover it for its paper), the number of experts,
+the device and the output grid: a voxel size in mm, or a scale factor. REMIx shows which expert the
+input's slice spacing selects before you press Apply; MoEDiff-SR shows its diffusion steps and seed.</li>
+<li>Apply runs in a background process: Slicer stays usable, the bar shows the stage, and Cancel
+stops the run and leaves the scene as it was. Out of GPU memory, the method retries with smaller
+tiles, then on the CPU; the result panel says so.</li>
+<li>The expert map is shown over the result, coloured by expert; the Data Probe names the expert
+under the mouse. Compare shows input and result side by side in linked views, with a fade.</li>
+<li>Try it on Sample Data &gt; MoE-MRI &gt; MNI152 2009a T1 head.</li>
+</ul>
+Methods follow:
 <ul>
 <li>MoEDiff-SR: Wang et al. 2025, arXiv:2504.07308 (mixture-of-experts guided diffusion super-resolution).</li>
 <li>N-SMoE: Neural Steered Mixture of Experts for medical image denoising and super-resolution.</li>
@@ -57,8 +70,10 @@ See the <a href="https://github.com/moe-mri/SlicerMoEMRI">extension's documentat
 """
         self.parent.acknowledgementText = """
 Developed by the MoE-MRI team on the 3D Slicer scripted-module template by Jean-Christophe
-Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics). The sample head is the
-MNI ICBM 152 2009a nonlinear symmetric T1 template (McConnell Brain Imaging Centre).
+Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics). It implements the methods
+of the N-SMoE, sparse mixture-of-experts DnCNN, REMIx (Morell-Ortega et al., MIDL 2024) and MoEDiff-SR
+(Wang et al. 2025, arXiv:2504.07308) papers. The sample head is the MNI ICBM 152 2009a nonlinear
+symmetric T1 template (McConnell Brain Imaging Centre).
 """
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(self._iconPath()))
 
@@ -75,11 +90,13 @@ MNI ICBM 152 2009a nonlinear symmetric T1 template (McConnell Brain Imaging Cent
 class MoESuperResParameterNode:
     """
     inputVolume - the low-resolution MR volume (only read).
-    outputVolume - receives the volume on the finer grid.
+    outputVolume - receives the volume on the finer grid (none: a new one is made).
     expertMapVolume - receives which expert handled each output voxel (mixture-of-experts methods).
     method, experts, device - the registry method, its expert count (0: the method's default), where it runs.
+    resolutionMode - "spacing": the output voxel size is spacingX/Y/Z; "scale": the input's divided by scaleFactor.
     spacingX, spacingY, spacingZ - output voxel size in mm along the image's i, j, k axes.
-    showExpertMap, expertMapOpacity, fade - how the result is shown.
+    methodOptions - the chosen methods' other options, JSON by method (see MoEMRILib.method_options).
+    showExpertMap, expertMapOpacity, overlay, fade - how the result is shown ("" overlay: the expert map).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -88,11 +105,15 @@ class MoESuperResParameterNode:
     method: str = ""
     experts: int = 0
     device: str = "auto"
+    resolutionMode: Annotated[str, Choice(["spacing", "scale"])] = "spacing"
+    scaleFactor: Annotated[float, WithinRange(1.0, 8.0)] = 2.0
     spacingX: Annotated[float, WithinRange(0.1, 10.0)] = 1.0
     spacingY: Annotated[float, WithinRange(0.1, 10.0)] = 1.0
     spacingZ: Annotated[float, WithinRange(0.1, 10.0)] = 1.0
+    methodOptions: str = ""
     showExpertMap: bool = True
     expertMapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    overlay: str = ""
     fade: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
 
 
@@ -120,15 +141,15 @@ class MoESuperResWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = MoESuperResLogic()
-        self.panel = MoEModulePanel(self.ui, self.logic, TASK, self.logic.optionsFromParameters, "MoE Super-Resolution")
-
+        self.panel = MoEModulePanel(self.ui, self.logic.processing, TASK, self.logic.optionsFromParameters,
+                                    "MoE Super-Resolution", handled_options=HANDLED_OPTIONS)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
-
+        self.ui.resolutionModeComboBox.connect("currentIndexChanged(int)", self.updateResolutionControls)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        self.panel.cancel()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -138,6 +159,7 @@ class MoESuperResWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
+        self.panel.cancel()  # its result would go into a closed scene
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -164,9 +186,14 @@ class MoESuperResWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onParameterNodeModified(self, caller=None, event=None) -> None:
         self.panel.updateFromParameterNode()
+        self.updateResolutionControls()
 
-    def onApplyButton(self) -> None:
-        self.panel.onApply()
+    def updateResolutionControls(self, *unused) -> None:
+        """Spacing boxes in spacing mode, the factor in scale mode."""
+        byScale = self.ui.resolutionModeComboBox.currentText == "scale"
+        self.ui.scaleFactorSpinBox.enabled = byScale
+        for axis in "XYZ":
+            getattr(self.ui, f"spacing{axis}SpinBox").enabled = not byScale
 
 
 #
@@ -178,10 +205,11 @@ class MoESuperResLogic(ScriptedLoadableModuleLogic):
     """Super-resolution through the shared MoEProcessingLogic; usable from the Python console:
 
     logic = slicer.util.getModuleLogic("MoESuperRes")
-    names = [choice.name for choice in MoEMRILib.processing_logic.methods_for_task("superres")]
+    names = [choice.name for choice in MoEMRILib.method_choices.methods_for_task("superres")]
     logic.process(inputVolume, outputVolume, names[0], spacing=(1.0, 1.0, 1.0))
 
-    `runner` replaces how the method runs (default: in this process), e.g. by a background process.
+    `runner` replaces how the method runs (default: in this process); e.g.
+    `MoESuperResLogic(MoEMRILib.process_runner.BackgroundProcessRunner())` runs it in a child process.
     """
 
     def __init__(self, runner=None) -> None:
@@ -193,20 +221,22 @@ class MoESuperResLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def optionsFromParameters(parameterNode, method) -> dict:
-        """Method options from the panel: the output spacing (every super-resolution method takes one)."""
-        return {SPACING_OPTION: (parameterNode.spacingX, parameterNode.spacingY, parameterNode.spacingZ)}
+        """Method options from the module's own controls: the output grid, for methods that take one."""
+        if SPACING_OPTION not in declared_options(method) or parameterNode.inputVolume is None:
+            return {}
+        spacing = output_spacing_mm(parameterNode.inputVolume.GetSpacing(), parameterNode.resolutionMode, parameterNode.scaleFactor,
+                                    (parameterNode.spacingX, parameterNode.spacingY, parameterNode.spacingZ))
+        return {SPACING_OPTION: spacing}
 
     def process(self, inputVolume, outputVolume, method, experts=None, device="auto", options=None,
                 expertMapVolume=None, progress=None, spacing=None):
         """Super-resolve inputVolume onto a grid of `spacing` (x, y, z mm, default the method's)
-        over the same physical extent; returns the MethodResult."""
+        over the same physical extent, into outputVolume (None: a new volume); returns the MethodResult."""
         options = dict(options or {})
         if spacing is not None:
             options[SPACING_OPTION] = tuple(float(s) for s in spacing)
-        return self.processing.process(
-            inputVolume, outputVolume, TASK, method, experts=experts, device=device, options=options,
-            expertMapNode=expertMapVolume, progress=progress,
-        )
+        return self.processing.process(inputVolume, outputVolume, TASK, method, experts=experts, device=device,
+                                       options=options, expertMapNode=expertMapVolume, progress=progress)
 
 
 #
@@ -219,28 +249,22 @@ class MoESuperResTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_MoESuperRes_classical_on_sample()
+        for test in (self.test_MoESuperRes_classical_on_sample, self.test_MoESuperRes_background_and_cancel,
+                     self.test_MoESuperRes_overlay_and_compare):
+            self.setUp()
+            test()
 
     def test_MoESuperRes_classical_on_sample(self):
         import numpy as np
 
-        from MoEMRILib.processing_logic import methods_for_task
-        from MoEMRILib.sample_data import sample_volume_path
-        from MoEMRILib.volume_nodes import crop_volume, update_node_from_volume, volume_from_node
+        from MoEMRILib.self_test import axis_directions, centre_ras, fast_classical_method, ijk_to_ras, sample_crop
 
         self.delayDisplay("Loading the sample head")
-        loaded = slicer.util.loadVolume(str(sample_volume_path()))
         # A 2 mm crop, brought back to 1.5 mm: small enough for a quick self-test.
-        small = crop_volume(volume_from_node(loaded), (50, 60, 60), (150, 160, 140), step=2)
-        inputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "sample crop 2 mm")
-        update_node_from_volume(inputVolume, small)
+        inputVolume = sample_crop((50, 60, 60), (150, 160, 140), 2, "sample crop 2 mm")
         inputBefore = slicer.util.arrayFromVolume(inputVolume).copy()
-        matrixBefore = self._matrix(inputVolume)
-
-        classical = [c for c in methods_for_task(TASK) if c.info.classical and not c.unavailable]
-        self.assertTrue(classical, "no classical super-resolution method is available")
-        method = classical[0].name
+        matrixBefore = ijk_to_ras(inputVolume)
+        method = fast_classical_method(TASK)
         spacing = (1.5, 1.5, 1.5)
         self.delayDisplay(f"Super-resolving with {method} to {spacing} mm")
         outputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "super-resolved")
@@ -252,30 +276,27 @@ class MoESuperResTest(ScriptedLoadableModuleTest):
         extent = inDims * np.array(inputVolume.GetSpacing())
         np.testing.assert_array_equal(outDims, np.round(extent / np.array(spacing)))
         # Same physical centre and axes: nothing shifted or flipped.
-        np.testing.assert_allclose(self._centre(outputVolume), self._centre(inputVolume), atol=1e-6)
-        np.testing.assert_allclose(self._directions(outputVolume), self._directions(inputVolume), atol=1e-12)
+        np.testing.assert_allclose(centre_ras(outputVolume), centre_ras(inputVolume), atol=1e-6)
+        np.testing.assert_allclose(axis_directions(outputVolume), axis_directions(inputVolume), atol=1e-12)
         np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), inputBefore)
-        np.testing.assert_array_equal(self._matrix(inputVolume), matrixBefore)
+        np.testing.assert_array_equal(ijk_to_ras(inputVolume), matrixBefore)
         self.assertTrue(np.isfinite(slicer.util.arrayFromVolume(outputVolume)).all())
         self.assertEqual(outputVolume.GetAttribute("MoEMRI.method"), method)
         self.delayDisplay("Test passed")
 
-    @classmethod
-    def _centre(cls, node):
-        import numpy as np
+    def test_MoESuperRes_background_and_cancel(self):
+        from MoEMRILib.self_test import check_background_run, check_cancel, fast_classical_method, sample_crop
 
-        centreIJK = (np.array(node.GetImageData().GetDimensions()) - 1) / 2.0
-        return (cls._matrix(node) @ np.append(centreIJK, 1.0))[:3]
+        method = fast_classical_method(TASK)
+        small = sample_crop((50, 60, 60), (150, 160, 124), 2, "small crop")
+        check_background_run(self, TASK, small, method, {SPACING_OPTION: (1.5, 1.5, 1.5)})
+        head = sample_crop((0, 0, 0), (197, 233, 189), 1, "whole head")  # 0.7 mm output: long enough to cancel
+        check_cancel(self, TASK, head, method, {SPACING_OPTION: (0.7, 0.7, 0.7)})
+        self.delayDisplay("Test passed")
 
-    @classmethod
-    def _directions(cls, node):
-        import numpy as np
+    def test_MoESuperRes_overlay_and_compare(self):
+        from MoEMRILib.self_test import check_overlay_and_compare, fast_classical_method, sample_crop
 
-        m = cls._matrix(node)[:3, :3]
-        return m / np.linalg.norm(m, axis=0)
-
-    @staticmethod
-    def _matrix(node):
-        matrix = vtk.vtkMatrix4x4()
-        node.GetIJKToRASMatrix(matrix)
-        return slicer.util.arrayFromVTKMatrix(matrix)
+        small = sample_crop((50, 60, 60), (150, 160, 124), 2, "small crop")
+        check_overlay_and_compare(self, TASK, small, fast_classical_method(TASK), {SPACING_OPTION: (1.5, 1.5, 1.5)})
+        self.delayDisplay("Test passed")

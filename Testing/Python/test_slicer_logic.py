@@ -1,7 +1,6 @@
-"""The Slicer-side logic (MoEMRILib) on real MRML from PyPI's slicer-core, with the real sample head.
-
-slicer-core has no Slicer application: `slicer.util.loadVolume` needs `slicer.app`, so the sample is
-loaded with vtkSlicerVolumesLogic, the reader behind it, and checked against moemri's own reader.
+"""The Slicer-side logic (MoEMRILib) on real MRML from PyPI's slicer-core, with the real sample head:
+node <-> Volume geometry, input refusals, classical and mixture-of-experts runs, expert map colour
+tables, pickers and the compare views. Fixtures: test_slicer_fixtures; test doubles: test_slicer_fakes.
 """
 from __future__ import annotations
 
@@ -20,16 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from MoEMRILib import compare_views  # noqa: E402
 from MoEMRILib.expert_overlay import COLOR_TABLE_ATTRIBUTE, expert_legend, make_expert_color_table, show_expert_map  # noqa: E402
-from MoEMRILib.processing_logic import (  # noqa: E402
-    MoEProcessingLogic,
-    expert_counts_for,
-    methods_for_task,
-    new_output_node,
-    noise_option_name,
-    picker_label,
-    result_summary,
-    run_in_process,
-)
+from MoEMRILib.method_choices import expert_counts_for, methods_for_task, noise_option_name, picker_label  # noqa: E402
+from MoEMRILib.processing_logic import MoEProcessingLogic, new_output_node, result_summary, result_warnings, run_in_process  # noqa: E402
 from MoEMRILib.volume_nodes import (  # noqa: E402
     check_input_node,
     crop_volume,
@@ -39,75 +30,18 @@ from MoEMRILib.volume_nodes import (  # noqa: E402
     volume_from_node,
 )
 from moemri.errors import InputError  # noqa: E402
-from moemri.methods import registry  # noqa: E402
-from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options  # noqa: E402
+from moemri.methods.base import Expert, MethodInfo, MethodResult  # noqa: E402
 from moemri.volume import Volume  # noqa: E402
+from test_slicer_fakes import EXPERT_COLORS  # noqa: E402
+from test_slicer_fixtures import crop_node as _crop_node  # noqa: E402
+from test_slicer_fixtures import fake_methods, head_crop, sample_loaded, sample_node, scene  # noqa: E402,F401  (fixtures, by name)
+from test_slicer_fixtures import load_with_slicer_reader as _load_with_slicer_reader  # noqa: E402
+from test_slicer_fixtures import matrix as _matrix  # noqa: E402
+from test_slicer_fixtures import registered as _registered  # noqa: E402
 
 # The fastest registered classical method of each task (the modules themselves never name one).
 DENOISE_METHOD = "curvature-diffusion"
 SUPERRES_METHOD = "linear"
-
-
-# Fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def scene():
-    """A fresh MRML scene as slicer.mrmlScene (slicer.util's helpers add nodes there)."""
-    slicer.mrmlScene = slicer.vtkMRMLScene()
-    # Sequence browser nodes come with the Sequences module in Slicer; register the class here.
-    slicer.mrmlScene.RegisterNodeClass(slicer.vtkMRMLSequenceBrowserNode())
-    yield slicer.mrmlScene
-    slicer.mrmlScene.Clear(1)
-
-
-def _matrix(node) -> np.ndarray:
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return slicer.util.arrayFromVTKMatrix(matrix)
-
-
-def _load_with_slicer_reader(scene, path):
-    # Without Slicer's Colors module logic it logs "invalid Colors module logic" and loads the
-    # volume all the same, only without a default colour table on its display node.
-    logic = slicer.vtkSlicerVolumesLogic()
-    logic.SetMRMLScene(scene)
-    node = logic.AddArchetypeVolume(str(path), "MNI152-2009a-T1", 0)
-    assert node is not None, f"Slicer's volume reader could not load {path}"
-    return node
-
-
-@pytest.fixture(scope="module")
-def sample_loaded(sample_path):
-    """(voxels, IJK-to-RAS matrix) of the sample as Slicer's reader loads it (read once)."""
-    scene = slicer.vtkMRMLScene()
-    node = _load_with_slicer_reader(scene, sample_path)
-    return slicer.util.arrayFromVolume(node).copy(), _matrix(node)
-
-
-@pytest.fixture
-def sample_node(scene, sample_loaded):
-    array, matrix = sample_loaded
-    return slicer.util.addVolumeFromArray(array, ijkToRAS=matrix, name="MNI152-2009a-T1")
-
-
-def _crop_node(source_node, start, stop, step, name):
-    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    update_node_from_volume(node, crop_volume(volume_from_node(source_node), start, stop, step))
-    node.CreateDefaultDisplayNodes()
-    return node
-
-
-@pytest.fixture
-def head_crop(sample_node):
-    """A 2 mm piece of the real head (88 x 96 x 64 voxels): anatomy, background and edges."""
-    return _crop_node(sample_node, (10, 20, 40), (186, 212, 168), 2, "head crop")
-
-
-def _registered(name: str) -> None:
-    names = {m.info.name for m in registry.all_methods()}
-    if name not in names:
-        pytest.skip(f"registry has no method '{name}' yet")
 
 
 def _centre_ras(node) -> np.ndarray:
@@ -115,59 +49,9 @@ def _centre_ras(node) -> np.ndarray:
     return (_matrix(node) @ np.append(centre_ijk, 1.0))[:3]
 
 
-# A mixture-of-experts test double with an expert map ---------------------------------------------
-
-
-EXPERT_COLORS = [(230, 80, 70), (70, 170, 240), (250, 200, 60)]
-
-
-class FakeGatedDenoiser:
-    """Gates by intensity tercile inside the head (0 outside) and smooths a little."""
-
-    info = MethodInfo(
-        name="test-fake-moe-denoise",
-        task="denoise",
-        title="Fake gated denoiser",
-        description="test double",
-        reference="none",
-        expert_counts=(2, 3),
-        default_experts=2,
-        classical=False,
-        options=(OptionSpec("strength", "float", 0.5, "blend towards the local mean", minimum=0.0, maximum=1.0),),
-    )
-
-    def __init__(self):
-        self.calls = []
-
-    def availability(self):
-        return None
-
-    def run(self, volume, *, experts=None, device="auto", progress=no_progress, options=None):
-        k = resolve_experts(self.info, experts)
-        opts = resolve_options(self.info, options)
-        self.calls.append({"experts": k, "device": device, "options": opts})
-        a = volume.array.astype(np.float32)
-        foreground = a > a.mean()
-        edges = np.quantile(a[foreground], np.linspace(0, 1, k + 1)[1:-1])
-        labels = np.where(foreground, 1 + np.searchsorted(edges, a), 0).astype(np.uint8)
-        local_mean = (np.roll(a, 1, 0) + np.roll(a, -1, 0) + np.roll(a, 1, 2) + np.roll(a, -1, 2)) / 4
-        out = (1 - opts["strength"]) * a + opts["strength"] * local_mean
-        progress(1.0, "done")
-        experts_ = [Expert(i + 1, f"tercile {i + 1}", EXPERT_COLORS[i], f"intensity band {i + 1}") for i in range(k)]
-        return MethodResult(
-            image=volume.with_array(out),
-            expert_map=volume.with_array(labels),
-            experts=experts_,
-            metadata={"device": "cpu", "gate_temperature": 0.5, "per_expert_voxels": [int((labels == i + 1).sum()) for i in range(k)]},
-        )
-
-
 @pytest.fixture
-def fake_moe(monkeypatch):
-    registry.all_methods()  # load the built-in methods first: registering into an empty registry would hide them
-    method = FakeGatedDenoiser()
-    monkeypatch.setitem(registry._METHODS, method.info.name, method)
-    return method
+def fake_moe(fake_methods):
+    return fake_methods["FakeGatedDenoiser"]
 
 
 # Loading and geometry -------------------------------------------------------------------------
@@ -303,6 +187,21 @@ def test_refuses_nodes_without_voxels_constant_volumes_and_sequence_frames(scene
     frame = slicer.util.addVolumeFromArray(np.random.default_rng(1).random((6, 7, 8)).astype(np.float32), name="frame")
     browser.AddProxyNode(frame, sequence, False)
     assert "4-D sequence" in input_node_problem(frame)
+
+    multi = slicer.util.addVolumeFromArray(np.random.default_rng(2).random((6, 7, 8)).astype(np.float32), name="DCE")
+    multi.SetAttribute("MultiVolume.NumberOfFrames", "12")  # what the MultiVolume importer leaves on a 4-D series
+    with pytest.raises(InputError, match="multi-volume"):
+        check_input_node(multi)
+
+
+def test_volume_view_is_read_only_and_not_a_copy(head_crop):
+    from MoEMRILib.volume_nodes import volume_view_from_node
+
+    view = volume_view_from_node(head_crop)
+    assert np.shares_memory(view.array, slicer.util.arrayFromVolume(head_crop))
+    assert view.same_geometry(volume_from_node(head_crop), atol=0)
+    with pytest.raises(ValueError):
+        view.array[0, 0, 0] = 1
 
 
 def test_refuses_a_label_map_as_output_and_a_wrong_expert_count_before_running(scene, head_crop):
@@ -522,20 +421,26 @@ def test_noise_level_goes_only_to_methods_that_take_one(scene, head_crop):
 # Compare views ------------------------------------------------------------------------------------
 
 
-def test_compare_views_link_the_slice_views_and_set_layers(scene, head_crop):
+def slice_views(scene):
+    """The layout node, with a slice logic (and so a composite node) per slice view, as the
+    layout manager makes them in Slicer. Returns (layout node, slice logics to keep alive)."""
     layout_logic = slicer.vtkMRMLLayoutLogic()
     layout_logic.SetMRMLScene(scene)
-    layout_node = layout_logic.GetLayoutNode()
-    # In Slicer the layout manager makes a slice logic (and so a composite node) per slice view.
     slice_nodes = scene.GetNodesByClass("vtkMRMLSliceNode")
-    slice_logics = []
+    slice_logics = [layout_logic]
     for index in range(slice_nodes.GetNumberOfItems()):
         logic = slicer.vtkMRMLSliceLogic()
         logic.SetMRMLScene(scene)
         logic.SetSliceNode(slice_nodes.GetItemAsObject(index))
         slice_logics.append(logic)
+    return layout_logic.GetLayoutNode(), slice_logics
+
+
+def test_compare_views_link_the_slice_views_and_set_layers(scene, head_crop):
+    layout_node, keep = slice_views(scene)
     composites = compare_views.slice_composite_nodes(scene)
-    assert {"Red", "Yellow", "Green"} <= set(composites)
+    views = compare_views.slice_nodes(scene)
+    assert {"Red", "Yellow", "Green"} <= set(composites) and {"Red", "Yellow"} <= set(views)
 
     result_node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "result")
     update_node_from_volume(result_node, volume_from_node(head_crop))
@@ -546,19 +451,35 @@ def test_compare_views_link_the_slice_views_and_set_layers(scene, head_crop):
     assert compare_views.set_compare_layout(layout_node, previous) == compare_views.SIDE_BY_SIDE_LAYOUT
     compare_views.set_compare_layout(layout_node)
 
+    # The left view was moved, zoomed and panned; the right one is sagittal, as in the conventional layout.
+    red_view, yellow_view = views["Red"], views["Yellow"]
+    red_view.GetSliceToRAS().DeepCopy(slicer.util.vtkMatrixFromArray(np.array(
+        [[-1, 0, 0, 12.5], [0, 1, 0, -30.0], [0, 0, 1, 17.0], [0, 0, 0, 1]], dtype=float)))
+    red_view.SetFieldOfView(180.0, 150.0, 2.0)
+    red_view.SetXYZOrigin(4.0, -6.0, 0.0)
+    red_view.UpdateMatrices()
+    yellow_view.GetSliceToRAS().DeepCopy(slicer.util.vtkMatrixFromArray(np.array(
+        [[0, 0, 1, 0], [-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], dtype=float)))
+    yellow_view.UpdateMatrices()
+
     compare_views.show_before_after(scene, head_crop, result_node, fade=0.3)
     red, yellow, green = composites["Red"], composites["Yellow"], composites["Green"]
-    assert all(node.GetLinkedControl() == 1 for node in composites.values())
+    assert all(node.GetLinkedControl() == 1 and node.GetHotLinkedControl() == 1 for node in composites.values())
+    # Left: the input alone. Right: the input under the result, at the fade opacity.
     assert red.GetBackgroundVolumeID() == head_crop.GetID() and red.GetForegroundVolumeID() is None
-    assert yellow.GetBackgroundVolumeID() == result_node.GetID() and yellow.GetForegroundVolumeID() is None
-    assert green.GetBackgroundVolumeID() == head_crop.GetID()
+    assert yellow.GetBackgroundVolumeID() == head_crop.GetID() and yellow.GetForegroundVolumeID() == result_node.GetID()
+    assert yellow.GetForegroundOpacity() == pytest.approx(0.3)
     assert green.GetForegroundVolumeID() == result_node.GetID()
-    assert green.GetForegroundOpacity() == pytest.approx(0.3)
+    # Same slice, zoom and pan in both views.
+    np.testing.assert_array_equal(slicer.util.arrayFromVTKMatrix(yellow_view.GetSliceToRAS()),
+                                  slicer.util.arrayFromVTKMatrix(red_view.GetSliceToRAS()))
+    assert yellow_view.GetFieldOfView() == pytest.approx((180.0, 150.0, 2.0))
+    assert yellow_view.GetXYZOrigin() == pytest.approx((4.0, -6.0, 0.0))
 
     compare_views.set_fade(scene, 0.8)
-    assert green.GetForegroundOpacity() == pytest.approx(0.8)
+    assert yellow.GetForegroundOpacity() == pytest.approx(0.8) and red.GetForegroundVolumeID() is None
     compare_views.set_fade(scene, 7)  # clamped
-    assert green.GetForegroundOpacity() == 1.0
+    assert yellow.GetForegroundOpacity() == 1.0
 
     compare_views.set_label_layer(scene, label_node, 0.4)
     assert all(n.GetLabelVolumeID() == label_node.GetID() for n in composites.values())
@@ -566,7 +487,35 @@ def test_compare_views_link_the_slice_views_and_set_layers(scene, head_crop):
     compare_views.set_label_layer(scene, None)
     assert all(n.GetLabelVolumeID() is None for n in composites.values())
 
+    # Not side by side: every view fades.
+    compare_views.show_before_after(scene, head_crop, result_node, fade=0.6, side_by_side=False)
+    assert red.GetForegroundVolumeID() == result_node.GetID() and red.GetForegroundOpacity() == pytest.approx(0.6)
+
     compare_views.link_slice_views(scene, False)
-    assert all(node.GetLinkedControl() == 0 for node in composites.values())
+    assert all(node.GetLinkedControl() == 0 and node.GetHotLinkedControl() == 0 for node in composites.values())
     # Only the slice views moved: the input is as it was.
     assert slicer.util.arrayFromVolume(head_crop).shape == (64, 96, 88)
+    assert compare_views.match_slice_views(scene, "Red", "NoSuchView") is False
+    del keep
+
+
+def test_summary_names_the_selected_expert_noise_and_warnings(scene, head_crop):
+    _registered(DENOISE_METHOD)
+    metadata = {"device": "cpu", "selected_expert": "bin 5 (4.5-5.5 mm3)", "noise_level_percent": 3.25,
+                "warnings": ["the input's spacing is outside the trained bins"], "fallback": "cuda:0 ran out of memory; ran on the CPU"}
+
+    def staged_runner(method, volume, **kwargs):
+        return MethodResult(volume.with_array(volume.array.astype(np.float32)), metadata=dict(metadata))
+
+    logic = MoEProcessingLogic(runner=staged_runner)
+    nodes_before = scene.GetNumberOfNodes()
+    request = logic.prepare(head_crop, None, "denoise", DENOISE_METHOD)
+    assert scene.GetNumberOfNodes() == nodes_before  # prepare changes nothing
+    result, seconds = logic.run(request)
+    logic.finish(request, result, seconds)
+    output = request.outputNode
+    summary = result_summary(output)
+    assert summary.startswith(f"{DENOISE_METHOD}, 1 expert on cpu")
+    assert "expert bin 5 (4.5-5.5 mm3)" in summary and "noise 3.2 %" in summary
+    assert output.GetAttribute("MoEMRI.summary") == summary
+    assert result_warnings(output) == metadata["warnings"] + [metadata["fallback"]]

@@ -1,0 +1,141 @@
+"""The Result section of the panel: legend, overlay picker, overlay and fade sliders, compare.
+Needs qt and the Slicer application; the MRML work is in expert_overlay, expert_probabilities
+and compare_views.
+
+Everything is read from the parameter node and the result nodes (the expert map's colour table,
+the output node's references), so the section looks the same after a saved scene is reloaded.
+"""
+from __future__ import annotations
+
+import qt
+
+import slicer
+
+from . import compare_views
+from .expert_overlay import legend_from_nodes
+from .expert_probabilities import probability_nodes
+
+LABEL_OVERLAY = ""  # parameter node `overlay` value for the expert label map; else an expert label
+
+
+class ResultViews:
+    def __init__(self, ui):
+        self.ui = ui
+        self.parameterNode = None
+        self._legendKey = None
+        self._overlaysKey = None
+        self._updating = False
+        ui.overlayComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
+        ui.showExpertMapCheckBox.connect("toggled(bool)", self.showOverlay)
+        ui.expertMapOpacitySliderWidget.connect("valueChanged(double)", self.showOverlay)
+        ui.fadeSliderWidget.connect("valueChanged(double)", self.onFade)
+        ui.compareButton.connect("clicked(bool)", self.onCompare)
+        table = ui.expertLegendTable
+        table.horizontalHeader().setStretchLastSection(True)
+        table.verticalHeader().hide()
+
+    def setParameterNode(self, parameterNode) -> None:
+        self.parameterNode = parameterNode
+        self._legendKey = self._overlaysKey = None
+        self.update()
+
+    def update(self) -> None:
+        """Refresh the legend and the overlay picker when the result nodes changed."""
+        pn = self.parameterNode
+        if pn is None or self._updating:
+            return
+        labelNode = pn.expertMapVolume
+        legendKey = (labelNode.GetID(), labelNode.GetImageData().GetMTime()) if labelNode is not None and labelNode.GetImageData() else None
+        if legendKey != self._legendKey:  # counting voxels is not free: only when the map changed
+            self._legendKey = legendKey
+            self.fillLegend(legend_from_nodes(labelNode) if legendKey else [])
+        probabilities = probability_nodes(pn.outputVolume)
+        overlaysKey = (labelNode.GetID() if labelNode else None, tuple((k, n.GetID()) for k, n in probabilities.items()))
+        if overlaysKey != self._overlaysKey:
+            self._overlaysKey = overlaysKey
+            self.fillOverlays(labelNode, probabilities)
+        hasOverlay = self.ui.overlayComboBox.count > 0
+        self.ui.showExpertMapCheckBox.enabled = hasOverlay
+        self.ui.expertMapOpacitySliderWidget.enabled = hasOverlay
+        self.ui.overlayComboBox.enabled = self.ui.overlayComboBox.count > 1
+        self.ui.compareButton.enabled = pn.inputVolume is not None and pn.outputVolume is not None
+
+    def fillLegend(self, rows) -> None:
+        table = self.ui.expertLegendTable
+        table.setRowCount(len(rows))
+        for row, (label, name, rgb, share) in enumerate(rows):
+            swatch = qt.QTableWidgetItem()
+            swatch.setBackground(qt.QBrush(qt.QColor(*rgb)))
+            swatch.setToolTip(f"label {label}")
+            table.setItem(row, 0, swatch)
+            table.setItem(row, 1, qt.QTableWidgetItem(name))
+            table.setItem(row, 2, qt.QTableWidgetItem(f"{100 * share:.1f} %"))
+        table.visible = bool(rows)
+
+    def fillOverlays(self, labelNode, probabilities) -> None:
+        combo = self.ui.overlayComboBox
+        self._updating = True
+        try:
+            combo.clear()
+            if labelNode is not None:
+                combo.addItem("Expert map (which expert, per voxel)", LABEL_OVERLAY)
+            for label, node in probabilities.items():
+                combo.addItem(f"Probability: {node.GetName()}", str(label))
+            index = combo.findData(self.parameterNode.overlay)
+            combo.currentIndex = index if index >= 0 else 0
+        finally:
+            self._updating = False
+
+    # Views ---------------------------------------------------------------------------------
+
+    def onOverlayChanged(self, index: int) -> None:
+        if self._updating or self.parameterNode is None or index < 0:
+            return
+        self.parameterNode.overlay = self.ui.overlayComboBox.itemData(index)
+        self.showOverlay()
+
+    def showOverlay(self, *unused) -> None:
+        """The picked overlay (label map or one probability map), or none when unticked."""
+        pn = self.parameterNode
+        if pn is None:
+            return
+        scene = slicer.mrmlScene
+        show = self.ui.showExpertMapCheckBox.checked
+        opacity = self.ui.expertMapOpacitySliderWidget.value
+        probability = probability_nodes(pn.outputVolume).get(int(pn.overlay)) if pn.overlay.isdigit() else None
+        if probability is not None and show:
+            compare_views.show_probability_overlay(scene, pn.outputVolume, probability, opacity)
+            return
+        if probability is not None or self._showsProbability():
+            # Back from a probability overlay: input under the result again.
+            compare_views.show_before_after(scene, pn.inputVolume, pn.outputVolume, fade=pn.fade, side_by_side=False)
+        if pn.expertMapVolume is not None:  # without one, a label map the user shows is left alone
+            compare_views.set_label_layer(scene, pn.expertMapVolume if show else None, opacity)
+
+    def _showsProbability(self) -> bool:
+        ids = {n.GetID() for n in probability_nodes(self.parameterNode.outputVolume).values()}
+        return any(c.GetForegroundVolumeID() in ids for c in compare_views.slice_composite_nodes(slicer.mrmlScene).values())
+
+    def showResult(self) -> None:
+        """After a run: input under the result at the fade opacity, views fitted, overlay on top."""
+        pn = self.parameterNode
+        slicer.util.setSliceViewerLayers(background=pn.inputVolume, foreground=pn.outputVolume, foregroundOpacity=pn.fade, fit=True)
+        self.update()
+        self.showOverlay()
+
+    def onFade(self, value: float) -> None:
+        compare_views.set_fade(slicer.mrmlScene, value)
+
+    def onCompare(self, *unused) -> None:
+        pn = self.parameterNode
+        if pn is None or pn.inputVolume is None or pn.outputVolume is None:
+            slicer.util.errorDisplay("Run the method first: there is no result to compare yet.")
+            return
+        layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()
+        compare_views.set_compare_layout(layoutNode)
+        pn.fade = 1.0  # the right view starts on the result; the slider fades it back to the input
+        compare_views.show_before_after(slicer.mrmlScene, pn.inputVolume, pn.outputVolume, fade=pn.fade)
+        slicer.util.resetSliceViews()
+        compare_views.match_slice_views(slicer.mrmlScene)  # fitting may differ per view: start equal
+        if self.ui.showExpertMapCheckBox.checked and pn.expertMapVolume is not None:
+            compare_views.set_label_layer(slicer.mrmlScene, pn.expertMapVolume, self.ui.expertMapOpacitySliderWidget.value)

@@ -1,0 +1,89 @@
+"""The parent's half of the worker protocol (the child's half and the protocol itself: worker.py):
+where the worker finds a method registered outside moemri, what an error line becomes, and the
+result files read back into a MethodResult.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from moemri import errors
+from moemri.methods.base import Expert, MethodResult
+
+
+class WorkerError(RuntimeError):
+    """The worker failed for a reason that is not the user's (a bug, a crash); `details` has the
+    traceback or the end of the child's stderr, for the log and the dialog's details."""
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class MissingPackage(errors.MethodUnavailable):
+    """The method needs a Python package (`module`) that is not installed where it runs."""
+
+    def __init__(self, message: str, module: str):
+        super().__init__(message)
+        self.module = module
+
+
+def load_result(folder: Path) -> MethodResult:
+    """The MethodResult the worker left in `folder` (volumes read without the input checks:
+    an expert map is a label map, and a probability map may be constant)."""
+    import SimpleITK as sitk
+
+    from moemri.io import volume_from_sitk
+
+    folder = Path(folder)
+    description = json.loads((folder / "result.json").read_text())
+
+    def read(name):
+        return volume_from_sitk(sitk.ReadImage(str(folder / name)), source=name, name=Path(name).stem.split(".")[0])
+
+    return MethodResult(
+        image=read(description["image"]),
+        expert_map=read(description["expert_map"]) if description.get("expert_map") else None,
+        expert_probabilities=[read(name) for name in description.get("probabilities", [])] or None,
+        experts=[Expert(int(e["label"]), e["name"], tuple(e["color"]), e.get("description", "")) for e in description["experts"]],
+        metadata=description.get("metadata", {}),
+    )
+
+
+def error_from_message(message: dict) -> Exception:
+    """The exception a worker's error line stands for: a user error keeps its class and message."""
+    text, kind = str(message.get("error", "unknown error")), str(message.get("kind", ""))
+    if message.get("missing_module"):
+        module = message["missing_module"]
+        return MissingPackage(f"the Python package '{module}' is not installed ({text})", module)
+    user_error = getattr(errors, kind, None)
+    if isinstance(user_error, type) and issubclass(user_error, errors.MoEMRIError):
+        return user_error(text)
+    return WorkerError(f"{kind}: {text}" if kind else text, message.get("details", ""))
+
+
+def method_source(method) -> dict | None:
+    """Where the worker can re-create a method registered from outside moemri (a plugin or a test
+    double), or None for the core's own methods, which register when the core is imported."""
+    cls = type(method)
+    module = cls.__module__
+    if module == "moemri" or module.startswith("moemri.") or "<locals>" in cls.__qualname__:
+        return None
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if module == "__main__" or not file:
+        return None
+    root = Path(file).resolve().parent
+    for _ in range(module.count(".") + (Path(file).name == "__init__.py")):
+        root = root.parent
+    return {"module": module, "qualname": cls.__qualname__, "path": str(root)}
+
+
+def json_line(line: str) -> dict | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
