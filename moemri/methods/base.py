@@ -68,9 +68,14 @@ class Expert:
 class MethodResult:
     image: Volume
     expert_map: Volume | None = None  # integer labels on `image`'s grid, see `experts`
-    expert_probabilities: Volume | None = None  # optional (E, z, y, x) soft gate, stored as 4-D array
+    # Optional soft gate: one 3-D Volume per expert, in the order of `experts`, values in [0, 1].
+    expert_probabilities: list[Volume] | None = None
     experts: list[Expert] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)  # chosen expert, noise level, timings ...
+    # How the run went, for the CLI, the module's summary and the output node's attributes.
+    # Shared keys: "warnings" (list of sentences the user should read: a device fallback, an
+    # out-of-range input), "noise_level_percent" (the noise level used, % of brightest tissue),
+    # "noise_estimate" (how it was obtained), "selected_expert" and "selection_reason".
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def expert_shares(self) -> dict[int, float]:
         """Fraction of labelled voxels each expert handled (0 labels excluded)."""

@@ -106,9 +106,10 @@ class AntsDenoiseImage:
     )
 
     def availability(self) -> str | None:
-        try:
-            import ants  # noqa: F401
-        except ImportError:
+        from importlib.util import find_spec
+
+        # find_spec, not import: importing ants takes seconds, and pickers call this on opening.
+        if find_spec("ants") is None:
             return "needs the optional package antspyx: pip install 'moemri[ants]'"
         return None
 
