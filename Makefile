@@ -4,13 +4,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data bench-denoise bench-superres clean-venv
+.PHONY: demo test data browser web bench-denoise bench-superres clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml (CPU build); antspyx is the optional ANTs baseline.
-	$(BIN)/python -m pip install --quiet -e '.[test,ants]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ants,web]'
 	touch $(STAMP)
 
 data: $(STAMP)
@@ -19,8 +19,15 @@ data: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/moemri demo --out demo-output
 
-test: data
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium; } || echo "no Chromium: the moemri web browser tests will be skipped"
+
+test: data browser
 	$(BIN)/python -m pytest Testing/Python -q
+
+web: $(STAMP)
+	$(BIN)/moemri web --sample
 
 bench-denoise: data
 	$(BIN)/moemri bench denoise --out bench-denoise.md

@@ -41,9 +41,10 @@ def make_expert_color_table(experts: list[Expert], name: str, colorNode=None, sc
     try:
         colorNode.SetTypeToUser()
         colorNode.SetNumberOfColors(max(labels, default=0) + 1)
-        colorNode.SetNamesInitialised(True)
+        # Unused labels stay unnamed and transparent (SetNamesInitialised/GetNoName are
+        # deprecated no-ops in Slicer 5.11+ that log an error).
         for index in range(colorNode.GetNumberOfColors()):
-            colorNode.SetColor(index, colorNode.GetNoName(), 0.0, 0.0, 0.0, 0.0)
+            colorNode.SetColor(index, "", 0.0, 0.0, 0.0, 0.0)
         colorNode.SetColor(0, BACKGROUND_NAME, 0.0, 0.0, 0.0, 0.0)
         for expert in experts:
             r, g, b = (channel / 255.0 for channel in expert.color)
@@ -111,7 +112,7 @@ def legend_from_nodes(labelNode) -> list[tuple[int, str, tuple[int, int, int], f
     rgba = [0.0] * 4
     for label in range(1, colorNode.GetNumberOfColors()):
         name = colorNode.GetColorName(label)
-        if not name or name == colorNode.GetNoName():
+        if not name or name == "(none)":
             continue
         colorNode.GetColor(label, rgba)
         rgb = tuple(int(round(255 * c)) for c in rgba[:3])

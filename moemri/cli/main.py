@@ -21,6 +21,7 @@ EXAMPLES = {
     "bench": "moemri bench denoise --out bench-denoise.md\n  moemri bench superres --quick",
     "data": "moemri data fetch\n  moemri data fetch --id colin27\n  moemri data list",
     "demo": "moemri demo --out demo-output",
+    "web": "moemri web --port 8081\n  moemri web --input t1.nii.gz",
 }
 
 
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="demo-output", help="output folder")
     p.add_argument("--method", help="denoising method (default: the best available)")
     p.add_argument("--device", default="auto")
+
+    # Listed for --help; `main` hands `moemri web ...` to the web app before parsing.
+    _sub(sub, "web", "teaching demo in the browser (needs the web extra: pip install -e '.[web]')")
     return parser
 
 
@@ -221,6 +225,11 @@ COMMANDS = {
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "web":  # the web app parses its own options (host, port, input)
+        from ..web.app import main as web_main
+
+        return web_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
