@@ -33,11 +33,11 @@ def _score(case, array) -> tuple[float, float]:
 
 
 def _scores(cache, case, method, device) -> tuple[float, float]:
-    key = f"{case.copy}|{'varying' if case.varying else 'stationary'}|{case.level:g}|{method.info.name}"
+    key = f"{case.copy}|{'varying' if case.varying else 'stationary'}|{case.level:g}|{method.label}"
     cached = cache.get(key) if method.info.classical else None
     if cached:
         return tuple(cached["value"])
-    p, s = _score(case, method.run(case.noisy, device=device).image.array)
+    p, s = _score(case, method.run(case.noisy, device).image.array)
     if method.info.classical:
         cache.put(key, [p, s])
     return p, s
@@ -47,11 +47,13 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
     from .score_cache import ScoreCache
 
     cache = ScoreCache("denoise", enabled=not fresh)
-    chosen = _available(methods, device)
+    from .variants import variants
+
+    chosen = variants(_available(methods, device))
     levels = (3, 9) if quick else DENOISE_LEVELS
     copies = ("1mm",) if quick else ("1mm", "2mm", "2x2x3mm-8bit")
     varying = (False,) if quick else (False, True)
-    header = ["copy", "noise", "level %", "noisy"] + [m.info.name for m in chosen]
+    header = ["copy", "noise", "level %", "noisy"] + [v.label for v in chosen]
     rows = []
     for case in denoise_cases(levels=levels, copies=copies, varying=varying):
         p, s = _score(case, case.noisy.array)
@@ -67,7 +69,7 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
 
     head = validation_volume()
     noisy, _ = add_rician(head, WHOLE_HEAD_LEVEL, seed=7, varying=False)
-    timing = timing_table(chosen, lambda method: method.run(noisy, device=device), device, cache=cache)
+    timing = timing_table(chosen, lambda variant: variant.run(noisy, device), device, cache=cache)
     shape = "x".join(str(n) for n in head.size_xyz)
     report = (
         "## Denoising quality: PSNR (dB) / SSIM in the head mask, validation head (central 64 mm slab)\n\n"

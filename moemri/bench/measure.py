@@ -52,14 +52,15 @@ def timing_table(methods, run_one, device: str, cache=None) -> str:
 
     rows = []
     for method in methods:
-        key = f"timing|{method.info.name}"
+        name = getattr(method, "label", method.info.name)
+        key = f"timing|{name}"
         cached = cache.get(key) if (cache is not None and method.info.classical) else None
         if cached:
             rows.append(cached["value"] + [cached["date"]])
             continue
         result, seconds, peak_mib = measured(lambda: run_one(method))
         peak = f"{peak_mib:.0f}" if peak_mib else "n/a"
-        row = [method.info.name, f"{seconds:.1f}", peak, result.metadata.get("device", device)]
+        row = [name, f"{seconds:.1f}", peak, result.metadata.get("device", device)]
         if cache is not None and method.info.classical:
             cache.put(key, row)
         rows.append(row + [datetime.date.today().isoformat()])

@@ -5,6 +5,7 @@ from ..errors import InputError
 from .base import Method, Task
 
 _METHODS: dict[str, Method] = {}
+_BUILTINS_LOADED = False
 
 
 def register(method: Method) -> Method:
@@ -18,10 +19,14 @@ def register(method: Method) -> Method:
 def _load_builtin_methods() -> None:
     # Importing a method module registers it; the list of modules is the list of methods.
     from . import classical_denoise, classical_resample  # noqa: F401
+    from .remix import method as _remix  # noqa: F401
 
 
 def all_methods(task: Task | None = None) -> list[Method]:
-    if not _METHODS:
+    global _BUILTINS_LOADED
+    # A flag, not "is the list empty": a method module imported first must not hide the others.
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
         _load_builtin_methods()
     return [m for m in _METHODS.values() if task is None or m.info.task == task]
 
