@@ -5,11 +5,11 @@ A file whose sha256 differs from its entry is refused; nothing is ever downloade
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
+from .data.fetch import sha256_of  # one checksum routine for data and weights
 from .errors import MethodUnavailable
 
 MANIFEST = "manifest.json"
@@ -18,14 +18,6 @@ MANIFEST = "manifest.json"
 def weights_root() -> Path:
     root = os.environ.get("MOEMRI_WEIGHTS")
     return Path(root) if root else Path(__file__).resolve().parents[1] / "Resources" / "Weights"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(directory: Path) -> dict:
