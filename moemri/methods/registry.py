@@ -19,6 +19,7 @@ def register(method: Method) -> Method:
 def _load_builtin_methods() -> None:
     # Importing a method module registers it; the list of modules is the list of methods.
     from . import classical_denoise, classical_resample  # noqa: F401
+    from .smoe import method as _smoe  # noqa: F401
     from .remix import method as _remix  # noqa: F401
 
 

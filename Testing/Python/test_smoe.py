@@ -1,0 +1,120 @@
+"""The sparse mixture-of-experts denoisers (paper 002) with the shipped weights."""
+import shutil
+
+import numpy as np
+import pytest
+
+from moemri import api
+from moemri.degrade.noise import add_rician
+from moemri.errors import InputError, MethodUnavailable
+from moemri.masks import head_mask
+from moemri.methods.registry import get_method
+from moemri.metrics import psnr
+from moemri.volume import Volume
+
+
+@pytest.fixture(scope="module")
+def crop(sample_volume):
+    """A real crop of the validation head (never trained on): 24 central axial slices, 1 mm."""
+    from moemri.bench.cases import central_slab
+
+    slab = central_slab(sample_volume, 24.0)
+    a = slab.array[:, 30:200, 20:180].copy()
+    origin = np.asarray(slab.origin) + slab.direction @ (np.array([20, 30, 0]) * np.asarray(slab.spacing))
+    return Volume(a, slab.spacing, tuple(origin), slab.direction, "crop")
+
+
+@pytest.fixture(scope="module")
+def noisy5(crop):
+    return add_rician(crop, 5, seed=11)[0]
+
+
+def test_methods_are_registered_with_their_expert_counts():
+    patch, segment = get_method("smoe-patch", "denoise"), get_method("smoe-segment", "denoise")
+    assert patch.info.expert_counts == (1, 2, 4, 8) and patch.info.default_experts == 4
+    assert segment.info.expert_counts == (4,)
+    assert patch.info.has_expert_map and segment.info.has_expert_map
+    assert patch.availability() is None and segment.availability() is None, patch.availability()
+
+
+def test_shipped_model_beats_nonlocal_means_on_the_validation_head(crop, noisy5):
+    mask = head_mask(crop.array)
+    peak = float(crop.array[mask].max())
+    scores = {
+        name: psnr(crop.array, api.denoise(noisy5, name, **kw).image.array, mask, peak)
+        for name, kw in (("nlmeans-rician", {}), ("smoe-patch", {"experts": 4}))
+    }
+    noisy = psnr(crop.array, noisy5.array, mask, peak)
+    assert scores["smoe-patch"] > scores["nlmeans-rician"] + 0.5, scores
+    assert scores["smoe-patch"] > noisy + 6.0, (noisy, scores)
+
+
+@pytest.mark.parametrize("name, experts", [("smoe-patch", 1), ("smoe-patch", 4), ("smoe-segment", 4)])
+def test_expert_map_matches_the_experts_and_the_input_grid(noisy5, name, experts):
+    result = api.denoise(noisy5, name, experts=experts)
+    labels = result.expert_map.array
+    assert result.expert_map.same_geometry(noisy5) and result.image.same_geometry(noisy5)
+    assert np.issubdtype(labels.dtype, np.integer)
+    assert [e.label for e in result.experts] == list(range(1, experts + 1))
+    used = set(np.unique(labels)) - {0}
+    assert used <= {e.label for e in result.experts}
+    assert labels[~head_mask(noisy5.array)].max() == 0  # nothing outside the head
+    if experts > 1:
+        assert len(used) >= 2, "the gate sent the whole head to one expert"
+    colours = [e.color for e in result.experts]
+    assert len(set(colours)) == len(colours) and all(e.name and e.description for e in result.experts)
+    assert sum(result.expert_shares().values()) == pytest.approx(1.0)
+    meta = result.metadata
+    assert 3.5 < meta["noise_level_percent"] < 6.5 and meta["noise_estimate"].startswith("auto")
+    assert meta["experts"] == experts and meta["device"] == "cpu"
+
+
+def test_k1_and_k4_both_run_and_differ_only_by_the_heads(noisy5, crop):
+    mask = head_mask(crop.array)
+    one = api.denoise(noisy5, "smoe-patch", experts=1)
+    four = api.denoise(noisy5, "smoe-patch", experts=4)
+    assert set(np.unique(one.expert_map.array)) <= {0, 1} and len(one.experts) == 1
+    difference = np.abs(one.image.array - four.image.array)[mask]
+    assert 0 < difference.mean() < 0.05 * float(crop.array[mask].mean())  # heads only: close, not equal
+    with pytest.raises(InputError, match="offers 1, 2, 4, 8 experts, not 3"):
+        api.denoise(noisy5, "smoe-patch", experts=3)
+
+
+def test_oblique_flipped_anisotropic_input_keeps_its_geometry_and_is_not_modified(noisy5):
+    angle = np.deg2rad(17)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    direction = rotation @ np.diag([-1.0, 1.0, 1.0])  # oblique and left-right flipped
+    array = noisy5.array[::2].astype(np.int16)  # thick slices, integer voxels
+    volume = Volume(array, (1.0, 1.0, 2.0), (12.5, -40.0, 7.0), direction, "oblique")
+    before = array.copy()
+    result = api.denoise(volume, "smoe-patch", experts=2)
+    assert np.array_equal(volume.array, before) and volume.array.dtype == np.int16
+    assert result.image.same_geometry(volume) and result.expert_map.same_geometry(volume)
+    assert result.image.array.dtype == np.float32
+    assert result.metadata["slice_axis"] == "z"  # across the 2 mm axis
+
+
+def test_output_is_in_the_input_units(noisy5):
+    base = api.denoise(noisy5, "smoe-patch", experts=1).image.array
+    scaled = api.denoise(noisy5.with_array(noisy5.array * 10.0), "smoe-patch", experts=1).image.array
+    assert np.allclose(scaled, base * 10.0, rtol=1e-3, atol=1e-2 * float(base.max()))
+
+
+def test_given_noise_level_overrides_the_estimate(noisy5):
+    result = api.denoise(noisy5, "smoe-segment", options={"noise_level_percent": 3.0})
+    assert result.metadata["noise_level_percent"] == 3.0
+    assert result.metadata["noise_estimate"] == "given, stationary"
+
+
+def test_weights_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch, noisy5):
+    from moemri.methods.smoe import weights
+
+    copy = tmp_path / "smoe"
+    shutil.copytree(weights.weights_dir(), copy)
+    with open(copy / "experts-patch-k2.pt", "ab") as f:
+        f.write(b"\0")
+    monkeypatch.setenv("MOEMRI_WEIGHTS", str(tmp_path))
+    with pytest.raises(MethodUnavailable, match="experts-patch-k2.pt does not match its sha256"):
+        get_method("smoe-patch").run(noisy5, experts=2)
+    (copy / "backbone.pt").unlink()
+    assert "backbone.pt" in get_method("smoe-patch").availability()
