@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data browser web bench-denoise bench-superres train-remix clean-venv
+.PHONY: demo test data browser web bench-denoise bench-superres train-smoe train-remix clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ bench-denoise: data
 
 bench-superres: data
 	$(BIN)/moemri bench superres --out bench-superres.md
+
+# Rebuilds Resources/Weights/smoe (seeded, logged to its train.log; about 50 min on two cores).
+train-smoe: data
+	nice -n 10 $(BIN)/python -m moemri.train.smoe
 
 # Rebuilds Resources/Weights/remix (seeded, logged to its train.log; about 35 min on one core).
 train-remix: data
