@@ -111,6 +111,24 @@ def test_trained_expert_beats_bspline_on_the_validation_head(remix, sample_volum
     assert scores["remix"] > scores["bspline"] + 0.3, scores  # +0.7 dB measured with the shipped weights
 
 
+def test_sharp_axis_aligned_thick_slices_are_not_oversharpened(remix, sample_volume):
+    """Before the training mix had sharp thick-slice scans, REMIx came out 5.8 dB below B-spline
+    on 1x1x2 mm slices with sharp in-plane voxels (it deblurred what was not blurred)."""
+    from moemri.degrade.resolution import resample_to_grid, thick_slices
+    from moemri.metrics import psnr
+
+    crop = sample_volume.array[50:122, 80:152, 62:134]
+    origin = sample_volume.ijk_to_lps()[:3] @ np.array([62, 80, 50, 1.0])
+    reference = Volume(crop.astype(np.float32), sample_volume.spacing, tuple(origin), sample_volume.direction)
+    low = thick_slices(reference, 2, axis="z")
+    inner = (slice(6, -6),) * 3
+    scores = {}
+    for name in ("bspline", "remix"):
+        restored = resample_to_grid(get_method(name).run(low, options={"spacing": (1.0, 1.0, 1.0)}).image, reference, "linear")
+        scores[name] = psnr(reference.array[inner], restored.array[inner], data_range=float(reference.array.max()))
+    assert scores["remix"] > scores["bspline"] - 1.5, scores
+
+
 def test_oblique_input_keeps_orientation_extent_and_position(remix, sample_volume):
     array = np.ascontiguousarray(sample_volume.array[60:140:4, 70:134, 60:124]).astype(np.float32)  # 20 thick slices
     direction = _rotation((1.0, 2.0, 0.5), 30.0) @ np.diag([-1.0, 1.0, 1.0])
