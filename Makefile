@@ -35,7 +35,7 @@ bench-denoise: data
 bench-superres: data
 	$(BIN)/moemri bench superres --out bench-superres.md
 
-# Rebuilds Resources/Weights/smoe (seeded, logged to its train.log; about 50 min on two cores).
+# Rebuilds Resources/Weights/smoe (seeded, logged to its train.log; about 50 min on two otherwise idle cores).
 train-smoe: data
 	nice -n 10 $(BIN)/python -m moemri.train.smoe
 

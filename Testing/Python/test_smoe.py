@@ -45,7 +45,7 @@ def test_shipped_model_beats_nonlocal_means_on_the_validation_head(crop, noisy5)
         for name, kw in (("nlmeans-rician", {}), ("smoe-patch", {"experts": 4}))
     }
     noisy = psnr(crop.array, noisy5.array, mask, peak)
-    assert scores["smoe-patch"] > scores["nlmeans-rician"] + 0.5, scores
+    assert scores["smoe-patch"] > scores["nlmeans-rician"] + 1.0, scores  # +1.19 dB measured
     assert scores["smoe-patch"] > noisy + 6.0, (noisy, scores)
 
 

@@ -47,7 +47,7 @@ PIXEL_STEP = 2  # least-squares statistics on every 2nd row and column: 576 pixe
 @dataclass
 class Settings:
     seed: int = 0
-    steps: int = 2800
+    steps: int = 10000
     batch: int = 32
     learning_rate: float = 2e-3
     channels: int = 24
@@ -55,7 +55,7 @@ class Settings:
     slice_radius: int = SLICE_RADIUS
     scenes_per_volume: int = 6
     bank_patches: int = 4000
-    threads: int = 1
+    threads: int = 2
 
     def command(self) -> str:
         defaults = Settings()
@@ -307,7 +307,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     handlers = [logging.FileHandler(out / "train.log", mode="w"), logging.StreamHandler(sys.stderr)]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", handlers=handlers, force=True)
-    torch.set_num_threads(settings.threads)  # default one core: the machine is shared
+    torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     seeds = np.random.SeedSequence(settings.seed).spawn(4)
     scene_rng, train_rng, monitor_rng, bank_rng = (np.random.default_rng(s) for s in seeds)

@@ -6,8 +6,8 @@ the noise sigma map (FFDNet-style, Zhang et al. 2018), all in normalised intensi
 noise residual of the centre slice; the clean estimate is noisy - residual.
 
 Departures from the paper's 17 x 64 DnCNN: 8 layers of 24 channels (a 181x217x181 head must be
-denoised twice, in two slice orientations, within 30 s on two CPU cores, and trained within 35
-minutes on one core), the sigma map as an input channel, and two neighbouring slices either side as
+denoised twice, in two slice orientations, within 30 s on two CPU cores, and trained within an
+hour on them), the sigma map as an input channel, and two neighbouring slices either side as
 extra input channels (the convolutions stay 2-D; the neighbours carry much of what a 3-D denoiser
 such as non-local means gains over a 2-D one: +0.7 dB at 5 % over a single slice in a short run).
 """

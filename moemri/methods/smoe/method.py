@@ -7,7 +7,7 @@ Departures, and why:
 - backbone 8 x 24 instead of 17 x 64, with two neighbouring slices either side and an estimated
   sigma map as extra input channels (dncnn.py): the time budgets on two CPU cores, robustness;
 - the volume is denoised in two slice orientations and the two results averaged (option
-  `orientations`): +0.3 dB at 3-9 % on the validation head for twice the network time;
+  `orientations`): +0.2 dB at 5-9 % on the validation head for twice the network time (a third adds +0.1 dB);
 - gate features are the backbone's own pooled activations, not an offline-unavailable ImageNet
   ResNet-18, and the segmentation gate uses classical intensity classes, not SAM/MedSAM (gate.py);
 - the trunk runs on whole slices, the patch routing weighs the expert heads (experts.py);
