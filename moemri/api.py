@@ -77,7 +77,8 @@ def colour_table_lines(result: MethodResult) -> list[str]:
 
 def save_result(result: MethodResult, path, expert_map_path=None) -> list[Path]:
     """Write the image, and where asked the expert map with a Slicer colour table (.ctbl) and a
-    JSON legend (names, descriptions, shares, metadata) beside it. Returns the files written."""
+    JSON legend (names, descriptions, shares, metadata) beside it, and the per-expert probability
+    maps where the method made them (MAP_expert<label>.<ext>). Returns the files written."""
     from .io import write_volume
 
     written = [Path(path)]
@@ -90,6 +91,11 @@ def save_result(result: MethodResult, path, expert_map_path=None) -> list[Path]:
         stem = map_path.name.split(".")[0]
         ctbl = map_path.with_name(stem + ".ctbl")
         ctbl.write_text("\n".join(colour_table_lines(result)) + "\n")
+        suffix = map_path.name[len(stem) :]
+        probability_paths = []
+        for expert, probability in zip(result.experts, result.expert_probabilities or []):
+            probability_paths.append(map_path.with_name(f"{stem}_expert{expert.label}{suffix}"))
+            write_volume(probability, probability_paths[-1])
         shares = result.expert_shares()
         legend = {
             "experts": [
@@ -98,9 +104,11 @@ def save_result(result: MethodResult, path, expert_map_path=None) -> list[Path]:
             ],
             "metadata": result.metadata,
         }
+        if probability_paths:
+            legend["probability_maps"] = {str(e.label): p.name for e, p in zip(result.experts, probability_paths)}
         legend_path = map_path.with_name(stem + ".json")
         legend_path.write_text(json.dumps(legend, indent=2, default=str) + "\n")
-        written += [map_path, ctbl, legend_path]
+        written += [map_path, ctbl, legend_path] + probability_paths
     return written
 
 

@@ -85,6 +85,55 @@ def test_expert_map_matches_the_experts_and_the_input_grid(noisy5, name, experts
     assert meta["experts"] == experts and meta["device"] == "cpu"
 
 
+@pytest.mark.parametrize("name", ["smoe-patch", "smoe-segment"])
+def test_expert_shares_are_the_routing_behind_the_expert_map(noisy5, name):
+    plain = api.denoise(noisy5, name, experts=4)
+    result = api.denoise(noisy5, name, experts=4, options={"expert_shares": True})
+    assert np.array_equal(result.image.array, plain.image.array)  # the maps change nothing else
+    assert np.array_equal(result.expert_map.array, plain.expert_map.array)
+    maps = result.expert_probabilities
+    assert len(maps) == 4 and all(m.same_geometry(noisy5) for m in maps)
+    stack = np.stack([m.array for m in maps])
+    inside = result.expert_map.array > 0
+    assert stack.min() >= 0.0 and stack.max() <= 1.0 + 1e-6
+    assert np.allclose(stack[:, inside].sum(0), 1.0, atol=1e-5) and stack[:, ~inside].max() == 0.0
+    # The map's label is the expert with the largest share (ties go to the lower label).
+    assert np.mean(np.argmax(stack[:, inside], axis=0) + 1 == result.expert_map.array[inside]) > 0.999
+    if name == "smoe-segment":  # one class per voxel: the shares are one-hot
+        assert set(np.unique(stack[:, inside])) <= {0.0, 1.0}
+    else:  # patches of different clusters overlap: some voxels are shared
+        assert ((stack[:, inside] > 0).sum(0) > 1).mean() > 0.05
+    assert api.denoise(noisy5, name, experts=4).expert_probabilities is None
+
+
+def test_cli_writes_the_expert_map_legend_and_shares(tmp_path, noisy5):
+    import json
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    from moemri.io import read_volume, write_volume
+
+    source = tmp_path / "noisy.nrrd"
+    write_volume(noisy5, source)
+    args = [source, tmp_path / "out.nii.gz", "--method", "smoe-patch", "--experts", "2", "--expert-map", tmp_path / "map.nii.gz"]
+    args += ["--option", "expert_shares=true"]
+    done = subprocess.run([sys.executable, "-m", "moemri.cli.main", "denoise", *map(str, args)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "noise_level_percent=" in done.stdout and "noise_estimate=auto" in done.stdout
+    legend = json.loads((tmp_path / "map.json").read_text())
+    assert [e["label"] for e in legend["experts"]] == [1, 2]
+    assert legend["probability_maps"] == {"1": "map_expert1.nii.gz", "2": "map_expert2.nii.gz"}
+    labels = read_volume(tmp_path / "map.nii.gz", allow_label_map=True).array
+    # An expert that got no patch has an all-zero map, which read_volume would refuse as constant.
+    share1, share2 = (nib.load(tmp_path / f"map_expert{k}.nii.gz").get_fdata().transpose() for k in (1, 2))
+    assert read_volume(tmp_path / "out.nii.gz").same_geometry(noisy5, atol=1e-5)
+    assert np.allclose((share1 + share2)[labels > 0], 1.0, atol=1e-5)
+    assert np.all(share1[labels == 1] >= 0.5 - 1e-6) and np.all(share2[labels == 2] >= 0.5 - 1e-6)
+    assert set(np.unique(labels)) <= {0, 1, 2} and labels.max() > 0
+
+
 def test_k1_and_k4_both_run_and_differ_only_by_the_heads(noisy5, crop):
     mask = head_mask(crop.array)
     one = api.denoise(noisy5, "smoe-patch", experts=1)

@@ -59,6 +59,12 @@ ORIENTATIONS_OPTION = OptionSpec(
     minimum=1,
     maximum=3,
 )
+SHARES_OPTION = OptionSpec(
+    "expert_shares",
+    "bool",
+    False,
+    "also return one map per expert: the share (0-1) of the 48x48 patches covering each voxel that were routed to it",
+)
 REFERENCE = "Sparse mixture-of-experts MRI denoising (paper 002, /work/shared/seeds); DnCNN: Zhang et al., IEEE TIP 2017"
 
 
@@ -72,7 +78,9 @@ class _SMoE:
     def run(self, volume: Volume, *, experts=None, device="auto", progress=no_progress, options=None) -> MethodResult:
         k = resolve_experts(self.info, experts)
         opts = resolve_options(self.info, options)
-        return denoise_volume(volume, self.kind, k, device, progress, opts["noise_level_percent"], opts["orientations"])
+        return denoise_volume(
+            volume, self.kind, k, device, progress, opts["noise_level_percent"], opts["orientations"], opts["expert_shares"]
+        )
 
 
 class SMoEPatch(_SMoE):
@@ -87,7 +95,7 @@ class SMoEPatch(_SMoE):
         default_experts=4,
         spatial_dims=2,
         has_expert_map=True,
-        options=(NOISE_OPTION, ORIENTATIONS_OPTION),
+        options=(NOISE_OPTION, ORIENTATIONS_OPTION, SHARES_OPTION),
     )
 
 
@@ -103,7 +111,7 @@ class SMoESegment(_SMoE):
         default_experts=4,
         spatial_dims=2,
         has_expert_map=True,
-        options=(NOISE_OPTION, ORIENTATIONS_OPTION),
+        options=(NOISE_OPTION, ORIENTATIONS_OPTION, SHARES_OPTION),
     )
 
 
@@ -172,7 +180,9 @@ def air_estimate(normalised: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(second_moment - 2.0 * sigma * sigma, 0.0)).astype(np.float32)
 
 
-def denoise_volume(volume: Volume, kind: str, experts: int, device: str, progress, noise_level_percent: float, orientations: int = 1) -> MethodResult:
+def denoise_volume(
+    volume: Volume, kind: str, experts: int, device: str, progress, noise_level_percent: float, orientations: int = 1, shares: bool = False
+) -> MethodResult:
     from ...devices import resolve_device, run_with_memory_fallback
     from ...intensity import normalise
     from ...masks import head_mask
@@ -202,24 +212,26 @@ def denoise_volume(volume: Volume, kind: str, experts: int, device: str, progres
 
     def run(dev, budget):
         mixture = SliceMixture(model, heads, "single" if experts == 1 else kind, gate, dev)
-        total, labels, plans = None, None, []
+        total, labels, plans, routing = None, None, [], None
         for i, axis in enumerate(axes):
             moved = np.moveaxis(stack, axis + 1, 1)
             plan = slice_plan(moved.shape[1:], budget, model.in_slices // 2, model.receptive_radius, model.channels)
             # The map shows the routing of the first (finest-plane) slices. Without in-plane tile
             # overlap nothing is blended, so one label channel is enough.
-            mixture.output = "image" if i else "labels" if plan.overlap == (0, 0, 0) else "weights"
+            blended = plan.overlap != (0, 0, 0) or (shares and experts > 1)
+            mixture.output = "image" if i else "weights" if blended else "labels"
             stage = f"denoising slices across {'zyx'[axis]} ({i + 1}/{passes})"
             out = tiled_apply(moved, mixture.denoise_tile, plan, progress=lambda f, s: progress(0.05 + 0.9 * (i + f) / passes, f"{stage}: {s}"))
             out = np.moveaxis(out, 1, axis + 1)
             total = out[0] if total is None else total + out[0]
             if labels is None:
                 labels = out[1] if mixture.output == "labels" else np.argmax(out[1:], axis=0) + 1
+                routing = out[1:].copy() if shares and experts > 1 else None
             plans.append(plan.count(moved.shape[1:]))
             del out, moved
-        return total / passes, labels, plans
+        return total / passes, labels, plans, routing
 
-    (denoised_box, labels_box, tiles), notes = run_with_memory_fallback(run, torch_device)
+    (denoised_box, labels_box, tiles, routing_box), notes = run_with_memory_fallback(run, torch_device)
     del stack
     progress(0.97, "expert map")
     denoised = air_estimate(normalised, sigma) if denoised_box.shape != array.shape else np.empty_like(array)
@@ -228,6 +240,14 @@ def denoise_volume(volume: Volume, kind: str, experts: int, device: str, progres
     labels[box] = np.rint(labels_box).astype(np.uint8)
     labels[~mask] = 0
     image = scale.undo(np.maximum(denoised, float(normalised.min())))
+    shares_maps = None
+    if routing_box is not None:
+        shares_maps = []
+        for k in range(experts):
+            share = np.zeros(array.shape, np.float32)
+            share[box] = routing_box[k]
+            share[~mask] = 0.0
+            shares_maps.append(volume.with_array(share, name=f"{volume.name or 'input'}_expert{k + 1}_share"))
     legend_experts = [
         Expert(int(e["label"]), e["name"], PALETTE[(int(e["label"]) - 1) % len(PALETTE)], e.get("description", "")) for e in legend
     ]
@@ -255,6 +275,7 @@ def denoise_volume(volume: Volume, kind: str, experts: int, device: str, progres
         image=volume.with_array(image.astype(np.float32)),
         expert_map=volume.with_array(labels, name=f"{volume.name}_experts" if volume.name else "experts"),
         experts=legend_experts,
+        expert_probabilities=shares_maps,
         metadata=metadata,
     )
 
