@@ -66,12 +66,11 @@ def koay_correction(snr) -> np.ndarray:
 def brightest_tissue(array: np.ndarray, mask: np.ndarray, smooth: np.ndarray | None = None) -> float:
     """The '100 %' intensity of a noisy volume: degrade.noise's 99th percentile in the head, taken
     on a lightly smoothed copy so that the noise itself does not push it up."""
-    from .degrade.noise import REFERENCE_PERCENTILE
+    from .degrade.noise import brightest_tissue_intensity
 
     if smooth is None:
         smooth = ndimage.gaussian_filter(np.asarray(array, dtype=np.float32), 1.0)
-    values = smooth[mask] if mask.any() else smooth.ravel()
-    return float(np.percentile(values, REFERENCE_PERCENTILE))
+    return brightest_tissue_intensity(smooth, mask)
 
 
 def estimate_noise(array, spacing_xyz=(1.0, 1.0, 1.0), mask: np.ndarray | None = None) -> NoiseEstimate:

@@ -210,6 +210,8 @@ def denoise_volume(
     axes = slice_axes(volume, orientations)
     passes = len(axes)
 
+    want_shares = shares and experts > 1
+
     def run(dev, budget):
         mixture = SliceMixture(model, heads, "single" if experts == 1 else kind, gate, dev)
         total, labels, plans, routing = None, None, [], None
@@ -218,7 +220,7 @@ def denoise_volume(
             plan = slice_plan(moved.shape[1:], budget, model.in_slices // 2, model.receptive_radius, model.channels)
             # The map shows the routing of the first (finest-plane) slices. Without in-plane tile
             # overlap nothing is blended, so one label channel is enough.
-            blended = plan.overlap != (0, 0, 0) or (shares and experts > 1)
+            blended = plan.overlap != (0, 0, 0) or want_shares
             mixture.output = "image" if i else "weights" if blended else "labels"
             stage = f"denoising slices across {'zyx'[axis]} ({i + 1}/{passes})"
             out = tiled_apply(moved, mixture.denoise_tile, plan, progress=lambda f, s: progress(0.05 + 0.9 * (i + f) / passes, f"{stage}: {s}"))
@@ -226,7 +228,7 @@ def denoise_volume(
             total = out[0] if total is None else total + out[0]
             if labels is None:
                 labels = out[1] if mixture.output == "labels" else np.argmax(out[1:], axis=0) + 1
-                routing = out[1:].copy() if shares and experts > 1 else None
+                routing = out[1:].copy() if want_shares else None
             plans.append(plan.count(moved.shape[1:]))
             del out, moved
         return total / passes, labels, plans, routing
