@@ -78,5 +78,13 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
         + timing
         + "\n"
     )
+    patch = [v for v in chosen if v.method.info.name == "smoe-patch" and (v.experts or 1) > 1]
+    if patch:
+        from . import gate_ablation
+
+        # Stationary noise only: the ablation runs K + 3 mixtures per case.
+        cases = list(denoise_cases(levels=levels, copies=copies, varying=(False,)))
+        content_case = next(c for c in cases if c.copy == "1mm" and c.level == (5 if 5 in levels else levels[0]))
+        report += "\n" + gate_ablation.run(cases, sorted(v.experts for v in patch), content_case)
     write_report(report, out, echo)
     return 0

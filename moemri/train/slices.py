@@ -40,6 +40,7 @@ class Scene:
     reference: float  # brightest tissue, normalised units: "100 %" of the noise level
     spacing: tuple[float, float, float]  # (x, y, z) mm
     coil_maps: list[np.ndarray]  # mean-1 noise maps at 1/COIL_MAP_SHRINK resolution
+    depth: np.ndarray  # mm below the head's surface (0 outside): what the gate reads
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Batch:
     classes: np.ndarray  # (n, P, P) uint8 segmentation classes of the centre slice
     tissue: np.ndarray  # (n, P, P) bool head mask of the centre slice
     level_percent: np.ndarray  # (n,) mean noise level drawn
+    depth: np.ndarray  # (n, P, P) mm below the head's surface of the centre slice
 
 
 def load_training_volumes(ids=TRAINING_VOLUMES) -> list[Volume]:
@@ -85,6 +87,7 @@ def make_scene(volume: Volume, spacing, bits, bias: float, rng: np.random.Genera
     from ..degrade.resolution import coarse_copy
     from ..intensity import normalise
     from ..masks import head_mask
+    from ..methods.smoe.anatomy import depth_below_surface
     from ..methods.smoe.gate import segment_classes
 
     source = volume
@@ -110,6 +113,7 @@ def make_scene(volume: Volume, spacing, bits, bias: float, rng: np.random.Genera
         reference=brightest_tissue_intensity(clean, mask),
         spacing=scan.spacing,
         coil_maps=coil_maps,
+        depth=depth_below_surface(mask, scan.spacing),
     )
 
 
@@ -136,7 +140,7 @@ class PatchSampler:
 
     def batch(self, n: int) -> Batch:
         items = [self.sample() for _ in range(n)]
-        return Batch(*(np.stack([item[k] for item in items]) for k in range(7)))
+        return Batch(*(np.stack([item[k] for item in items]) for k in range(8)))
 
     def sample(self):
         rng, p = self.rng, self.patch
@@ -166,6 +170,7 @@ class PatchSampler:
         clean = np.where(outside, 0.0, scene.clean[index]).astype(np.float32)  # (3, p, p); air beyond the edge
         classes = np.where(outside, 1, scene.classes[index][r]).astype(np.uint8)
         tissue = ~outside & scene.mask[index][r]
+        depth = np.where(outside, 0.0, scene.depth[index][r]).astype(np.float32)
 
         level = 0.0 if rng.random() < ZERO_NOISE_SHARE else rng.uniform(*self.levels)
         sigma = np.full(clean.shape, level / 100.0 * scene.reference, np.float32)
@@ -186,11 +191,11 @@ class PatchSampler:
 
         # In-plane flips and transposition, and which neighbour is "below".
         if rng.random() < 0.5:
-            noisy, clean, given, classes, tissue = (x[..., ::-1, :] for x in (noisy, clean, given, classes, tissue))
+            noisy, clean, given, classes, tissue, depth = (x[..., ::-1, :] for x in (noisy, clean, given, classes, tissue, depth))
         if rng.random() < 0.5:
-            noisy, clean, given, classes, tissue = (x[..., :, ::-1] for x in (noisy, clean, given, classes, tissue))
+            noisy, clean, given, classes, tissue, depth = (x[..., :, ::-1] for x in (noisy, clean, given, classes, tissue, depth))
         if rng.random() < 0.5:
-            noisy, clean, given, classes, tissue = (np.swapaxes(x, -1, -2) for x in (noisy, clean, given, classes, tissue))
+            noisy, clean, given, classes, tissue, depth = (np.swapaxes(x, -1, -2) for x in (noisy, clean, given, classes, tissue, depth))
         if rng.random() < 0.5:
             noisy = noisy[::-1]
         noisy = np.ascontiguousarray(noisy, dtype=np.float32)
@@ -203,6 +208,7 @@ class PatchSampler:
             np.ascontiguousarray(classes),
             np.ascontiguousarray(tissue),
             np.float32(level),
+            np.ascontiguousarray(depth),
         )
 
 

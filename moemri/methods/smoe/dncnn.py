@@ -1,5 +1,5 @@
-"""The DnCNN backbone (Zhang et al., IEEE TIP 2017) as paper 002 uses it, split into a shared trunk
-and a final layer (the head) so that experts can swap heads over one trunk.
+"""The DnCNN backbone (Zhang et al., IEEE TIP 2017) as paper 002 uses it. Trained once, then split
+(tails.py) into a shared front and a tail that every expert owns a copy of.
 
 Input (N, in_slices + 1, H, W): the noisy slice between its neighbours (`in_slices` = 2r + 1), then
 the noise sigma map (FFDNet-style, Zhang et al. 2018), all in normalised intensity units. Output (N, 1, H, W): the
@@ -63,27 +63,3 @@ class DnCNN(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def fused_trunk(model: DnCNN) -> nn.Sequential:
-    """An inference copy of the trunk with each batch norm folded into the convolution before it
-    (same output in eval mode, ~30 % faster on the CPU)."""
-    layers: list[nn.Module] = []
-    modules = list(model.trunk)
-    i = 0
-    while i < len(modules):
-        m = modules[i]
-        if isinstance(m, nn.Conv2d) and i + 1 < len(modules) and isinstance(modules[i + 1], nn.BatchNorm2d):
-            bn = modules[i + 1]
-            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-            conv = nn.Conv2d(m.in_channels, m.out_channels, 3, padding=m.padding, dilation=m.dilation, bias=True)
-            with torch.no_grad():
-                conv.weight.copy_(m.weight * scale.reshape(-1, 1, 1, 1))
-                bias = m.bias if m.bias is not None else torch.zeros_like(bn.running_mean)
-                conv.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
-            layers.append(conv)
-            i += 2
-        else:
-            layers.append(m)
-            i += 1
-    return nn.Sequential(*layers).eval()

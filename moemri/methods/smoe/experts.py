@@ -1,25 +1,32 @@
-"""The mixture at inference: one shared trunk per slice, K expert heads, a gate that weighs them.
+"""The mixture at inference: one shared front per slice, K expert tails, a gate that weighs them.
 
-Paper 002 denoises every 48x48 patch (stride 20) with the expert its cluster picks and averages the
-patch outputs where they overlap (eq. 7). Every expert is the same trunk with its own final layer,
-so the trunk runs once per slice and each expert's head is a 3x3 convolution of its features; the
-overlap average is then, per pixel, sum_k (share of the covering patches routed to k) x head_k.
-Departure: the trunk sees the whole slice instead of each patch cut out with zero padding, so
-patch borders carry no padding artefacts and no per-patch recomputation is needed.
+Paper 002 denoises every 48x48 patch (stride 20) with the expert its gate picks and averages the
+patch outputs where they overlap (eq. 7). Here every expert is the shared front with its own tail
+(tails.py), so the front runs once per slice and the overlap average becomes, per pixel,
+sum_k (share of the covering patches routed to k) x tail_k, each tail run only where its share is
+non-zero. The gate sees anatomy, not noise (anatomy.py). Departure: the front sees the whole slice
+instead of each patch cut out with zero padding, so patch borders carry no padding artefacts.
+
+For the benchmark's gate ablation (paper 002, Table 4) the same mixture can route every patch to
+one expert, to a random expert, or to the best expert in hindsight (the oracle, which reads the
+clean image): `ablation`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 
-from .dncnn import OUTPUT_SCALE, DnCNN, fused_trunk
+from .anatomy import GateNet, patch_anatomy
 from .gate import PatchGate, patch_weights, pooled_features
+from .tails import ExpertTails
 
 GateKind = Literal["single", "patch", "segment"]
 Output = Literal["image", "labels", "weights"]
+# Channels of a tile: the noisy image, the sigma map, the segmentation class, the depth below the
+# head's surface (mm), and for the oracle only, the clean image.
+IMAGE, SIGMA, CLASSES, DEPTH, CLEAN = range(5)
 
 
 def majority(weights: torch.Tensor) -> torch.Tensor:
@@ -33,90 +40,72 @@ def majority(weights: torch.Tensor) -> torch.Tensor:
     return label
 
 
-@dataclass
-class ExpertHeads:
-    """K final layers: weight (K, C, 3, 3), bias (K,)."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-
-    @property
-    def experts(self) -> int:
-        return int(self.weight.shape[0])
-
-    @classmethod
-    def from_model(cls, model: DnCNN, copies: int = 1) -> "ExpertHeads":
-        w = model.head.weight.detach()  # (1, C, 3, 3)
-        b = model.head.bias.detach()
-        return cls(w.repeat(copies, 1, 1, 1).clone(), b.repeat(copies).clone())
-
-    def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) trunk features -> (N, K, H, W) residuals, one per expert."""
-        return torch.nn.functional.conv2d(features, self.weight.to(features), self.bias.to(features), padding=1) * OUTPUT_SCALE
-
-    def tensors(self, prefix: str = "heads.") -> dict[str, torch.Tensor]:
-        return {prefix + "weight": self.weight.clone(), prefix + "bias": self.bias.clone()}
-
-    @classmethod
-    def from_tensors(cls, state: dict, prefix: str = "heads.") -> "ExpertHeads":
-        return cls(state[prefix + "weight"].float(), state[prefix + "bias"].float())
-
-
 class SliceMixture:
     """Denoises stacks of normalised slices: `denoise_tile` is the shared tiler's tile function."""
 
-    def __init__(self, model: DnCNN, heads: ExpertHeads, kind: GateKind, gate: PatchGate | None, device: torch.device):
-        self.kind, self.gate, self.device = kind, gate, device
+    def __init__(self, front, tails: ExpertTails, kind: GateKind, gate: GateNet | PatchGate | None, radius: int, device: torch.device):
+        self.kind, self.gate, self.device, self.radius = kind, gate, device, radius
         self.output: Output = "labels"
-        self.trunk = fused_trunk(model).to(device)
-        self.heads = ExpertHeads(heads.weight.to(device), heads.bias.to(device))
-        self.experts = heads.experts
-        self.radius = model.in_slices // 2
+        self.ablation: None | tuple = None  # ("expert", k) | ("random", seed) | ("oracle",)
+        self.front = front.to(device).eval()
+        self.tails = tails.to(device).eval()
+        self.experts = tails.experts
         self.channels_last = device.type == "cpu"  # oneDNN's fast path on CPUs
         if self.channels_last:
-            self.trunk = self.trunk.to(memory_format=torch.channels_last)
+            self.front = self.front.to(memory_format=torch.channels_last)
+        self._random = None
 
     @torch.inference_mode()
     def denoise_tile(self, tile: np.ndarray) -> np.ndarray:
-        """tile (3, T + 2r, H, W): [image, sigma map, segment class] along T slices and r neighbours
+        """tile (4 or 5, T + 2r, H, W), channels IMAGE..CLEAN along T slices and r neighbours
         either side. Returns (C, T + 2r, H, W) with the r outer slices either side zero (the tiler
         crops them off as halo); C depends on `output`: "image": the denoised slices; "labels":
         and the label (1..K) of the expert with the largest weight; "weights": and each expert's
         weight (what tiles that overlap in-plane need, to blend)."""
-        image, sigma, classes = tile
         r = self.radius
-        t = image.shape[0] - 2 * r
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).to(self.device)
-        stacked = torch.stack([x[i : i + t] for i in range(2 * r + 1)], dim=1)  # (T, 2r + 1, H, W)
+        t = tile.shape[1] - 2 * r
         centre = slice(r, r + t)
-        s = torch.from_numpy(np.ascontiguousarray(sigma[centre, None], dtype=np.float32)).to(self.device)
-        inputs = DnCNN.inputs(stacked, s)
+        x = torch.from_numpy(np.ascontiguousarray(tile[IMAGE], dtype=np.float32)).to(self.device)
+        stacked = torch.stack([x[i : i + t] for i in range(2 * r + 1)], dim=1)  # (T, 2r + 1, H, W)
+        s = torch.from_numpy(np.ascontiguousarray(tile[SIGMA, centre, None], dtype=np.float32)).to(self.device)
+        inputs = torch.cat([stacked, s * 10.0], dim=1)  # DnCNN.inputs: SIGMA_GAIN
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
-        features = self.trunk(inputs)
-        residuals = self.heads(features)  # (T, K, H, W)
+        features = self.front(inputs)
+        weights = self.weights(features, x[centre], tile[:, centre])  # (T, K, H, W)
+        residual = self.tails.routed(features, weights)
         channels = {"image": 1, "labels": 2, "weights": 1 + self.experts}[self.output]
-        out = np.zeros((channels,) + image.shape, np.float32)
-        if self.experts == 1:
-            out[0, centre] = (x[centre] - residuals[:, 0]).float().cpu().numpy()
-            if self.output != "image":
-                out[1, centre] = 1.0
-            return out
-        weights = self.weights(features, classes[centre])  # (T, K, H, W)
-        out[0, centre] = (x[centre] - (residuals * weights).sum(1)).float().cpu().numpy()
+        out = np.zeros((channels,) + tile.shape[1:], np.float32)
+        out[0, centre] = (x[centre] - residual).float().cpu().numpy()
         if self.output == "labels":
             out[1, centre] = majority(weights).float().cpu().numpy()
         elif self.output == "weights":
             out[1:, centre] = weights.float().cpu().numpy().transpose(1, 0, 2, 3)
         return out
 
-    def weights(self, features: torch.Tensor, classes: np.ndarray) -> torch.Tensor:
+    def weights(self, features: torch.Tensor, centre: torch.Tensor, channels: np.ndarray) -> torch.Tensor:
         n, _, h, w = features.shape
-        if self.kind == "single" or self.experts == 1:
-            return torch.ones((n, 1, h, w), device=features.device, dtype=features.dtype)
-        if self.kind == "segment":
-            labels = torch.from_numpy(np.asarray(classes, dtype=np.int64) - 1).clamp(0, self.experts - 1).to(features.device)
-            return torch.nn.functional.one_hot(labels, self.experts).permute(0, 3, 1, 2).to(features.dtype)
-        pooled, ys, xs, extent = pooled_features(features)  # on the device; only the pooled values move
-        labels = torch.from_numpy(self.gate.assign(pooled.cpu().numpy())).to(features.device)
-        return patch_weights(labels, ys, xs, extent, (h, w), self.experts).to(features.dtype)
+        k = self.experts
+        ablation = self.ablation
+        if k == 1 or self.kind == "single" or (ablation and ablation[0] == "expert"):
+            chosen = ablation[1] if ablation and ablation[0] == "expert" else 0
+            out = torch.zeros((n, k, h, w), device=features.device, dtype=features.dtype)
+            out[:, chosen] = 1.0
+            return out
+        if self.kind == "segment" and not ablation:
+            labels = torch.from_numpy(np.asarray(channels[CLASSES], dtype=np.int64) - 1).clamp(0, k - 1).to(features.device)
+            return torch.nn.functional.one_hot(labels, k).permute(0, 3, 1, 2).to(features.dtype)
+        depth = torch.from_numpy(np.ascontiguousarray(channels[DEPTH], dtype=np.float32)).to(features.device)
+        descriptors, ys, xs, extent = patch_anatomy(centre, depth)
+        if ablation and ablation[0] == "random":
+            if self._random is None:
+                self._random = np.random.default_rng(ablation[1])
+            labels = torch.from_numpy(self._random.integers(0, k, descriptors.shape[:3]))
+        elif ablation and ablation[0] == "oracle":
+            clean = torch.from_numpy(np.ascontiguousarray(channels[CLEAN], dtype=np.float32)).to(features.device)
+            error = (self.tails.all(features) - (centre - clean)[:, None]) ** 2  # (N, K, H, W)
+            patch_error, _, _, _ = pooled_features(error, step=1)  # mean error of each expert per patch
+            labels = patch_error[..., :k].argmin(-1).cpu()
+        else:
+            labels = torch.from_numpy(self.gate.assign(descriptors.cpu().numpy()))
+        return patch_weights(labels.to(features.device), ys, xs, extent, (h, w), k).to(features.dtype)

@@ -1,5 +1,5 @@
 """The SMoE denoisers' shipped weights in Resources/Weights/smoe/ (or $MOEMRI_WEIGHTS/smoe): the
-backbone (also the K = 1 model) and one file of expert heads (and gate) per expert count, through
+backbone (its front is shared by every expert) and one file of expert tails (and gate) per expert count, through
 the shared loader in moemri.weights (sha256 checked against manifest.json on every load)."""
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ BACKBONE = "backbone.pt"
 
 
 def expert_file(kind: str, experts: int) -> str:
-    return BACKBONE if experts == 1 else f"experts-{kind}-k{experts}.pt"
+    """The expert tails (and gate) of one gate kind and expert count; K = 1 is the one-expert
+    control: the backbone's tail fine-tuned with the same budget as the mixtures' experts."""
+    return f"experts-{kind}-k{experts}.pt"
 
 
 def weights_dir() -> Path:
