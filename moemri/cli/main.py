@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 from ..errors import InputError, MoEMRIError
+from ..methods.base import NOISE_LEVEL_OPTION, SPACING_OPTION
 from .progress import TerminalProgress
 
 EXAMPLES = {
@@ -185,7 +186,7 @@ def cmd_methods(args) -> int:
 def cmd_denoise(args) -> int:
     options = _parse_options(args.option)
     if args.noise_level is not None:
-        options["noise_level_percent"] = args.noise_level
+        options[NOISE_LEVEL_OPTION] = args.noise_level
     return _run_method(args, "denoise", options)
 
 
@@ -196,9 +197,9 @@ def cmd_superres(args) -> int:
         if args.scale <= 0:
             raise InputError("--scale must be positive")
         volume = read_input(args)
-        options["spacing"] = [s / args.scale for s in volume.spacing]
+        options[SPACING_OPTION] = [s / args.scale for s in volume.spacing]
     elif args.spacing is not None:
-        options["spacing"] = list(args.spacing)
+        options[SPACING_OPTION] = list(args.spacing)
     return _run_method(args, "superres", options, volume=volume)
 
 

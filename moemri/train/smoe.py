@@ -1,4 +1,5 @@
-"""Rebuild Resources/Weights/smoe/ (paper 002): `python -m moemri.train.smoe`.
+"""Rebuild Resources/Weights/smoe/ (sparse MoE denoising, Deng and Campbell, arXiv:2501.14198):
+`python -m moemri.train.smoe`.
 
 1. Backbone: the DnCNN trained on patches of the training heads (train/slices.py), Rician noise
    0-5 %. Its final layer is also the K = 1 model, so K = 1 and K > 1 share the whole backbone
