@@ -24,6 +24,8 @@ from .errors import InputError, OutputError
 
 SUPPORTED_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 STAGING_PREFIX = ".moemri-staging-"
+# What ITK's writers (with compression, as write_volume asks) put beside a detached header.
+WRITTEN_DATA_FILES = {".nhdr": ".raw.gz", ".mhd": ".zraw"}
 
 
 def image_extension(path) -> str | None:
@@ -49,8 +51,11 @@ def check_output_paths(images: Iterable, inputs: Iterable = (), sidecars: Iterab
     """
     images, sidecars = [Path(p) for p in images], [Path(p) for p in sidecars]
     for path in images:
-        require_supported_extension(path, "write")
+        extension = require_supported_extension(path, "write")
+        if extension in WRITTEN_DATA_FILES:  # a detached header: ITK writes the voxels beside it
+            sidecars.append(path.with_name(path.name[: -len(extension)] + WRITTEN_DATA_FILES[extension]))
     inputs = [Path(p) for p in inputs]
+    inputs += [data for p in inputs for data in detached_data_files(p)]
     claimed: dict[Path, Path] = {}
     for path in images + sidecars:
         final = Path(os.path.abspath(path)).resolve()
@@ -63,6 +68,25 @@ def check_output_paths(images: Iterable, inputs: Iterable = (), sidecars: Iterab
         claimed[final] = path
         _check_creatable(path, final)
     return images
+
+
+def detached_data_files(header) -> list[Path]:
+    """The voxel file a .nhdr or .mhd header names (none for other formats or inline data)."""
+    header = Path(header)
+    extension = image_extension(header)
+    if extension not in WRITTEN_DATA_FILES or not header.is_file():
+        return []
+    key = "data file:" if extension == ".nhdr" else "elementdatafile ="
+    try:
+        lines = header.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        if line.lower().replace("datafile:", "data file:").startswith(key):
+            name = line.split(":" if extension == ".nhdr" else "=", 1)[1].strip()
+            if name and name.upper() not in ("LOCAL", "LIST") and " " not in name:
+                return [header.parent / name]
+    return []
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -106,6 +106,22 @@ def test_outputs_that_would_overwrite_an_input_or_each_other_are_refused(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["head.nii.gz", "link.nii.gz"]
 
 
+def test_an_output_may_not_overwrite_the_data_file_of_a_detached_header(tmp_path, crop):
+    """A header that keeps its voxels in in.raw.gz is the input; an output header in.NHDR beside it
+    would have ITK write its own voxels to in.raw.gz, under the input's header."""
+    header = write_volume(crop, tmp_path / "in.nhdr")
+    data = tmp_path / "in.raw.gz"
+    before = sha256(data)
+    other = tmp_path / "other"
+    other.mkdir()
+    out = moemri("denoise", header, other / "in.nhdr", "--method", "curvature-diffusion", "--option", "iterations=1")
+    assert out.returncode == 0, out.stderr  # another folder: no clash
+    (tmp_path / "in2.nhdr").write_text(header.read_text())  # a second header naming the same data file
+    out = moemri("denoise", tmp_path / "in2.nhdr", tmp_path / "in.NHDR", "--method", "curvature-diffusion")
+    assert out.returncode == 65 and "in.raw.gz is also the input" in one_line(out.stderr)
+    assert sha256(data) == before
+
+
 def test_save_result_refuses_to_overwrite_an_input(tmp_path, head, crop):
     before = sha256(head)
     with pytest.raises(InputError, match="destroy the input"):
