@@ -264,10 +264,10 @@ def main(argv=None) -> int:
         print(f"moemri {args.command}: {error}", file=sys.stderr)
         return error.exit_code
     except Terminated:
-        print(f"moemri {args.command}: terminated; no output was written", file=sys.stderr)
+        print(f"moemri {args.command}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print(f"moemri {args.command}: cancelled; no output was written", file=sys.stderr)
+        print(f"moemri {args.command}: cancelled", file=sys.stderr)
         return 130
     except Exception as error:  # an unexpected failure: still one line unless --debug
         if args.debug:
