@@ -14,6 +14,7 @@ partial or 0-byte file at an output's name, and never an expert map without its 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -26,6 +27,8 @@ SUPPORTED_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 STAGING_PREFIX = ".moemri-staging-"
 # What ITK's writers (with compression, as write_volume asks) put beside a detached header.
 WRITTEN_DATA_FILES = {".nhdr": ".raw.gz", ".mhd": ".zraw"}
+# The header line naming a detached voxel file (one file; lists and patterns are not followed).
+_DATA_FILE_LINE = {".nhdr": re.compile(r"data ?file:\s*(\S+)$", re.I), ".mhd": re.compile(r"ElementDataFile\s*=\s*(\S+)$", re.I)}
 
 
 def image_extension(path) -> str | None:
@@ -76,16 +79,15 @@ def detached_data_files(header) -> list[Path]:
     extension = image_extension(header)
     if extension not in WRITTEN_DATA_FILES or not header.is_file():
         return []
-    key = "data file:" if extension == ".nhdr" else "elementdatafile ="
+    pattern = _DATA_FILE_LINE[extension]
     try:
         lines = header.read_text(errors="replace").splitlines()
     except OSError:
         return []
     for line in lines:
-        if line.lower().replace("datafile:", "data file:").startswith(key):
-            name = line.split(":" if extension == ".nhdr" else "=", 1)[1].strip()
-            if name and name.upper() not in ("LOCAL", "LIST") and " " not in name:
-                return [header.parent / name]
+        match = pattern.match(line.strip())
+        if match and match.group(1).upper() not in ("LOCAL", "LIST"):
+            return [header.parent / match.group(1)]
     return []
 
 
