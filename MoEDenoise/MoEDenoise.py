@@ -58,18 +58,17 @@ under the mouse. Compare shows input and result side by side in linked views, wi
 </ul>
 Methods follow:
 <ul>
-<li>N-SMoE: Neural Steered Mixture of Experts for medical image denoising and super-resolution.</li>
-<li>Sparse mixture-of-experts MRI denoising with DnCNN experts.</li>
+<li>Sparse mixture-of-experts denoising with DnCNN experts (Deng and Campbell, arXiv:2501.14198;
+DnCNN: Zhang et al., IEEE TIP 2017), with a patch gate or a tissue-class gate.</li>
 <li>REMIx: Morell-Ortega, Ruiz-Perez, Coup&eacute;, Manj&oacute;n, MIDL 2024 (a super-resolution method: see the MoE Super-Resolution module).</li>
-<li>MoEDiff-SR: Wang et al. 2025, arXiv:2504.07308 (a super-resolution method: see the MoE Super-Resolution module).</li>
 </ul>
 See the <a href="https://github.com/moe-mri/SlicerMoEMRI">extension's documentation</a>.
 """
         self.parent.acknowledgementText = """
 Developed by the MoE-MRI team on the 3D Slicer scripted-module template by Jean-Christophe
 Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics). It implements the methods
-of the N-SMoE, sparse mixture-of-experts DnCNN, REMIx (Morell-Ortega et al., MIDL 2024) and MoEDiff-SR
-(Wang et al. 2025, arXiv:2504.07308) papers. The sample head is the MNI ICBM 152 2009a nonlinear
+of the sparse mixture-of-experts DnCNN denoiser (Deng and Campbell, arXiv:2501.14198; DnCNN: Zhang et
+al., IEEE TIP 2017) and REMIx (Morell-Ortega et al., MIDL 2024) papers. The sample head is the MNI ICBM 152 2009a nonlinear
 symmetric T1 template (McConnell Brain Imaging Centre).
 """
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(self._iconPath()))

@@ -26,9 +26,9 @@ from MoEMRILib.method_choices import declared_options
 from MoEMRILib.method_options import output_spacing_mm
 from MoEMRILib.processing_logic import MoEProcessingLogic
 from MoEMRILib.sample_data import register_sample_data
+from moemri.methods.base import SPACING_OPTION  # (x, y, z) mm: the output grid
 
 TASK = "superres"
-SPACING_OPTION = "spacing"  # (x, y, z) mm: the output grid, declared by the super-resolution methods
 HANDLED_OPTIONS = (SPACING_OPTION,)  # shown by this module's own resolution controls
 
 #
@@ -51,7 +51,7 @@ spacing. Classical interpolators, marked (classical), are offered to compare aga
 <ul>
 <li>Pick the input (a scalar MR volume), a method (hover it for its paper), the number of experts,
 the device and the output grid: a voxel size in mm, or a scale factor. REMIx shows which expert the
-input's slice spacing selects before you press Apply; MoEDiff-SR shows its diffusion steps and seed.</li>
+input's slice spacing selects before you press Apply.</li>
 <li>Apply runs in a background process: Slicer stays usable, the bar shows the stage, and Cancel
 stops the run and leaves the scene as it was. Out of GPU memory, the method retries with smaller
 tiles, then on the CPU; the result panel says so.</li>
@@ -61,18 +61,16 @@ under the mouse. Compare shows input and result side by side in linked views, wi
 </ul>
 Methods follow:
 <ul>
-<li>MoEDiff-SR: Wang et al. 2025, arXiv:2504.07308 (mixture-of-experts guided diffusion super-resolution).</li>
-<li>N-SMoE: Neural Steered Mixture of Experts for medical image denoising and super-resolution.</li>
-<li>REMIx: Morell-Ortega, Ruiz-Perez, Coup&eacute;, Manj&oacute;n, MIDL 2024.</li>
-<li>Sparse mixture-of-experts MRI denoising with DnCNN experts (a denoising method: see the MoE Denoise module).</li>
+<li>REMIx: Morell-Ortega, Ruiz-Perez, Coup&eacute;, Manj&oacute;n, MIDL 2024: one 3-D U-Net per voxel-volume bin.</li>
+<li>Sparse mixture-of-experts denoising with DnCNN experts (Deng and Campbell, arXiv:2501.14198; a denoising method: see the MoE Denoise module).</li>
 </ul>
 See the <a href="https://github.com/moe-mri/SlicerMoEMRI">extension's documentation</a>.
 """
         self.parent.acknowledgementText = """
 Developed by the MoE-MRI team on the 3D Slicer scripted-module template by Jean-Christophe
 Fillion-Robin (Kitware), Andras Lasso (PerkLab) and Steve Pieper (Isomics). It implements the methods
-of the N-SMoE, sparse mixture-of-experts DnCNN, REMIx (Morell-Ortega et al., MIDL 2024) and MoEDiff-SR
-(Wang et al. 2025, arXiv:2504.07308) papers. The sample head is the MNI ICBM 152 2009a nonlinear
+of the sparse mixture-of-experts DnCNN denoiser (Deng and Campbell, arXiv:2501.14198; DnCNN: Zhang et
+al., IEEE TIP 2017) and REMIx (Morell-Ortega et al., MIDL 2024) papers. The sample head is the MNI ICBM 152 2009a nonlinear
 symmetric T1 template (McConnell Brain Imaging Centre).
 """
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(self._iconPath()))

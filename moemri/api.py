@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -75,41 +77,84 @@ def colour_table_lines(result: MethodResult) -> list[str]:
     return lines
 
 
-def save_result(result: MethodResult, path, expert_map_path=None) -> list[Path]:
+def expert_map_sidecars(expert_map_path) -> tuple[Path, Path]:
+    """The colour table and JSON legend written beside an expert map: MAP.ctbl, MAP.json."""
+    map_path = Path(expert_map_path)
+    stem = map_path.name.split(".")[0]
+    return map_path.with_name(stem + ".ctbl"), map_path.with_name(stem + ".json")
+
+
+def _probability_path(map_path: Path, label: int) -> Path:
+    stem = map_path.name.split(".")[0]
+    return map_path.with_name(f"{stem}_expert{label}{map_path.name[len(stem):]}")
+
+
+def check_outputs(path, expert_map_path=None, inputs=(), expert_labels=None) -> None:
+    """Refuse, before any work, outputs that cannot be written or would overwrite an input or each
+    other (moemri.outputs.check_output_paths), the expert map's colour table, legend and
+    per-expert maps included. Without `expert_labels` (not known before the run) no input or output
+    may be named like a per-expert map of the expert map (MAP_expert<label>.<ext>)."""
+    from .outputs import check_output_paths
+
+    images, sidecars = [Path(path)], []
+    if expert_map_path is not None:
+        map_path = Path(expert_map_path)
+        images.append(map_path)
+        sidecars += expert_map_sidecars(map_path)
+        if expert_labels is not None:
+            images += [_probability_path(map_path, label) for label in expert_labels]
+        else:
+            stem = map_path.name.split(".")[0]
+            pattern = re.compile(re.escape(stem) + r"_expert\d+" + re.escape(map_path.name[len(stem):]) + "$")
+            folder = Path(os.path.abspath(map_path.parent)).resolve()
+            for other in [Path(path), *map(Path, inputs)]:
+                if pattern.match(other.name) and Path(os.path.abspath(other.parent)).resolve() == folder:
+                    raise InputError(f"{other} is named like a per-expert map of {map_path}, which may overwrite it; choose another name")
+    check_output_paths(images, inputs=inputs, sidecars=sidecars)
+
+
+def save_result(result: MethodResult, path, expert_map_path=None, inputs=()) -> list[Path]:
     """Write the image, and where asked the expert map with a Slicer colour table (.ctbl) and a
     JSON legend (names, descriptions, shares, metadata) beside it, and the per-expert probability
-    maps where the method made them (MAP_expert<label>.<ext>). Returns the files written."""
-    from .io import write_volume
+    maps where the method made them (MAP_expert<label>.<ext>). Returns the files written.
 
-    written = [Path(path)]
-    write_volume(result.image, path)
+    All or nothing: every path is checked first (none may be one of `inputs` or another output),
+    then all files are written under temporary names and renamed into place together."""
+    from .io import write_image
+    from .outputs import StagedOutputs
+
+    if expert_map_path is not None and result.expert_map is None:
+        raise InputError(f"method {result.metadata.get('method', '?')} makes no expert map")
+    probabilities = list(zip(result.experts, result.expert_probabilities or [])) if expert_map_path is not None else []
+    check_outputs(path, expert_map_path, inputs=inputs, expert_labels=[e.label for e, _ in probabilities])
+    with StagedOutputs() as staged:
+        write_image(result.image, staged.path(path))
+        if expert_map_path is not None:
+            map_path = Path(expert_map_path)
+            ctbl, legend_path = expert_map_sidecars(map_path)
+            write_image(result.expert_map, staged.path(map_path), dtype=np.uint8 if len(result.experts) < 255 else np.uint16)
+            staged.path(ctbl).write_text("\n".join(colour_table_lines(result)) + "\n")
+            probability_paths = []
+            for expert, probability in probabilities:
+                probability_paths.append(_probability_path(map_path, expert.label))
+                write_image(probability, staged.path(probability_paths[-1]))
+            shares = result.expert_shares()
+            legend = {
+                "experts": [
+                    {"label": e.label, "name": e.name, "color": list(e.color), "description": e.description, "share": shares.get(e.label, 0.0)}
+                    for e in result.experts
+                ],
+                "metadata": result.metadata,
+            }
+            if probability_paths:
+                legend["probability_maps"] = {str(e.label): p.name for (e, _), p in zip(probabilities, probability_paths)}
+            staged.path(legend_path).write_text(json.dumps(legend, indent=2, default=str) + "\n")
+        written = staged.commit()
+    # The order callers print: image, map, colour table, legend, per-expert maps.
+    order = [Path(path)]
     if expert_map_path is not None:
-        if result.expert_map is None:
-            raise InputError(f"method {result.metadata.get('method', '?')} makes no expert map")
-        map_path = Path(expert_map_path)
-        write_volume(result.expert_map, map_path, dtype=np.uint8 if len(result.experts) < 255 else np.uint16)
-        stem = map_path.name.split(".")[0]
-        ctbl = map_path.with_name(stem + ".ctbl")
-        ctbl.write_text("\n".join(colour_table_lines(result)) + "\n")
-        suffix = map_path.name[len(stem) :]
-        probability_paths = []
-        for expert, probability in zip(result.experts, result.expert_probabilities or []):
-            probability_paths.append(map_path.with_name(f"{stem}_expert{expert.label}{suffix}"))
-            write_volume(probability, probability_paths[-1])
-        shares = result.expert_shares()
-        legend = {
-            "experts": [
-                {"label": e.label, "name": e.name, "color": list(e.color), "description": e.description, "share": shares.get(e.label, 0.0)}
-                for e in result.experts
-            ],
-            "metadata": result.metadata,
-        }
-        if probability_paths:
-            legend["probability_maps"] = {str(e.label): p.name for e, p in zip(result.experts, probability_paths)}
-        legend_path = map_path.with_name(stem + ".json")
-        legend_path.write_text(json.dumps(legend, indent=2, default=str) + "\n")
-        written += [map_path, ctbl, legend_path] + probability_paths
-    return written
+        order += [Path(expert_map_path), *expert_map_sidecars(expert_map_path)]
+    return order + [p for p in written if p not in order]
 
 
 def list_methods(task: Task | None = None) -> list[dict]:

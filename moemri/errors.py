@@ -16,6 +16,12 @@ class InputError(MoEMRIError):
     exit_code = 65  # EX_DATAERR
 
 
+class OutputError(MoEMRIError):
+    """An output file cannot be created where it was asked for (unwritable folder, a folder in the way)."""
+
+    exit_code = 73  # EX_CANTCREAT
+
+
 class DataFetchError(MoEMRIError):
     """A data package could not be fetched or did not match its checksum."""
 

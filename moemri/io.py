@@ -11,6 +11,7 @@ NIfTI stores it in float32 (the format's qform/sform), so a NIfTI round trip is 
 from __future__ import annotations
 
 import logging
+import zlib
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -18,11 +19,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
+from .nifti_check import check_nifti_file
+from .outputs import SUPPORTED_EXTENSIONS, StagedOutputs, require_supported_extension
 from .volume import Volume
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 # More distinct integer values than this and an integer image is taken for an intensity image.
 # Label maps (segmentations, parcellations, masks) rarely exceed a few dozen labels, while even an
@@ -70,9 +71,11 @@ def read_volume_checked(
 ) -> CheckedVolume:
     """`read_volume`, returning the volume together with the warnings about repairs made."""
     path = Path(path)
-    _require_supported_extension(path, "read")
+    require_supported_extension(path, "read")
     if not path.is_file():
         raise InputError(f"{path}: file not found")
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        check_nifti_file(path)  # ITK zero-fills truncated files and reads a bad magic as Analyze
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as error:
@@ -89,10 +92,21 @@ def read_volume_checked(
 
 
 def write_volume(volume: Volume, path, dtype=np.float32) -> Path:
-    """Write `volume` as `dtype` (float32 by default), creating parent folders. Returns the path."""
+    """Write `volume` as `dtype` (float32 by default), creating parent folders. Returns the path.
+
+    The file appears at `path` complete or not at all (written under a temporary name beside it,
+    then renamed); the extension may be in any letter case."""
     path = Path(path)
-    _require_supported_extension(path, "write")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    require_supported_extension(path, "write")
+    with StagedOutputs() as staged:
+        write_image(volume, staged.path(path), dtype=dtype)
+        staged.commit()
+    return path
+
+
+def write_image(volume: Volume, path, dtype=np.float32) -> Path:
+    """Write straight to `path` (no temporary name): for files staged by `moemri.outputs`."""
+    path = Path(path)
     # .nii.gz compresses by its name; NRRD and MetaImage need asking.
     sitk.WriteImage(volume_to_sitk(volume, dtype=dtype), str(path), useCompression=True)
     return path
@@ -181,7 +195,8 @@ def validate_volume(
         if bad and nonfinite != "replace":
             raise InputError(
                 f"{source} contains {bad} NaN or infinite voxels (of {array.size}); "
-                "fix the image or allow replacing them"
+                "fix the image, or have them replaced by the lowest finite value "
+                "(moemri --replace-nonfinite; nonfinite='replace' in Python)"
             )
         if bad:
             fill = array[finite].min()
@@ -226,7 +241,7 @@ def _restore_nifti_nonfinite(path: Path, volume: Volume) -> Volume:
 
     try:
         on_disk = np.asanyarray(nibabel.load(str(path)).dataobj)
-    except (OSError, ValueError, nibabel.filebasedimages.ImageFileError):
+    except (OSError, ValueError, EOFError, zlib.error, nibabel.filebasedimages.ImageFileError):
         return volume  # SimpleITK read it; keep what it read
     if on_disk.ndim > 3 and all(n == 1 for n in on_disk.shape[3:]):
         on_disk = on_disk.reshape(on_disk.shape[:3])
@@ -247,13 +262,6 @@ def _cast(array: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         array = np.clip(np.rint(array), info.min, info.max)
     return array.astype(dtype, copy=False)
-
-
-def _require_supported_extension(path: Path, verb: str) -> None:
-    if not path.name.lower().endswith(SUPPORTED_EXTENSIONS):
-        raise InputError(
-            f"{path}: cannot {verb} this file type; supported are {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
 
 
 def _stem(path: Path) -> str:

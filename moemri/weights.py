@@ -20,20 +20,40 @@ def weights_root() -> Path:
     return Path(root) if root else Path(__file__).resolve().parents[1] / "Resources" / "Weights"
 
 
-def read_manifest(directory: Path) -> dict:
+class ManifestError(Exception):
+    """manifest.json is missing, not JSON, or not shaped as {"files": {name: {"sha256": ...}}}."""
+
+
+def read_manifest(directory: Path, *, required: bool = True) -> dict:
+    """The folder's manifest. A missing one is a ManifestError when `required`, else empty."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
+        if required:
+            raise ManifestError(f"{path} is missing (it lists every weights file with its sha256)")
         return {"files": {}}
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ManifestError(f"{path} is not valid JSON ({error})") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in files.values()):
+        raise ManifestError(f'{path} is damaged: it needs {{"files": {{name: {{"sha256": ...}}}}}}')
+    return manifest
 
 
 def missing_reason(files, directory: Path, rebuild: str) -> str | None:
     """None when every file and its manifest entry is there (cheap: no hashing), else why not."""
     directory = Path(directory)
-    entries = read_manifest(directory).get("files", {})
-    absent = [f for f in files if not (directory / f).is_file() or f not in entries]
+    try:
+        entries = read_manifest(directory)["files"]
+    except ManifestError as error:
+        return f"weights manifest {error}; restore it or rebuild the weights with `{rebuild}`"
+    absent = [f for f in files if not (directory / f).is_file()]
     if absent:
         return f"weights {', '.join(absent)} are not in {directory}; rebuild them with `{rebuild}`"
+    unlisted = [f for f in files if f not in entries]
+    if unlisted:
+        return f"weights {', '.join(unlisted)} are not listed in {directory / MANIFEST}; restore it or rebuild with `{rebuild}`"
     return None
 
 
@@ -53,7 +73,14 @@ def load_checked(name: str, directory: Path, rebuild: str) -> tuple[dict, dict]:
             f"weights file {path} does not match its sha256 in {MANIFEST} (expected {entry['sha256'][:12]}..., "
             f"found {found[:12]}...): it is damaged or was replaced; restore it or rebuild with `{rebuild}`"
         )
-    return torch.load(path, map_location="cpu", weights_only=True), entry
+    try:
+        tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights_only refusals all end here
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MethodUnavailable(f"weights file {path} could not be loaded ({reason[:200]}); restore it or rebuild with `{rebuild}`") from None
+    if not isinstance(tensors, dict):
+        raise MethodUnavailable(f"weights file {path} holds a {type(tensors).__name__}, not named tensors; rebuild with `{rebuild}`")
+    return tensors, entry
 
 
 def save_with_entry(tensors: dict, name: str, entry: dict, directory: Path) -> str:
@@ -64,7 +91,7 @@ def save_with_entry(tensors: dict, name: str, entry: dict, directory: Path) -> s
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / name
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
-    manifest = read_manifest(directory)
+    manifest = read_manifest(directory, required=False)
     manifest.setdefault("files", {})[name] = {"sha256": sha256_of(path), **entry}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest["files"][name]["sha256"]

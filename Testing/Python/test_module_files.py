@@ -190,10 +190,33 @@ def test_module_file_has_the_template_classes(module):
     source = (REPO / module / f"{module}.py").read_text()
     assert '["Filtering.MoE-MRI"]' in source
     texts = _parent_texts(module)
-    for paper in ("N-SMoE", "MoEDiff-SR", "2504.07308", "DnCNN", "REMIx", "Morell-Ortega", "MIDL 2024"):
+    for paper in ("DnCNN", "2501.14198", "REMIx", "Morell-Ortega", "MIDL 2024"):
         assert paper in texts["helpText"], f"help text does not name {paper}"
-    for paper in ("N-SMoE", "DnCNN", "REMIx", "MoEDiff-SR"):
+    for paper in ("DnCNN", "2501.14198", "REMIx"):
         assert paper in texts["acknowledgementText"], f"acknowledgement does not name {paper}"
+
+
+# Papers the project means to implement; each may be named in help texts only once a registered
+# method cites it (its title, description or reference), so the help never promises a method.
+PAPERS = ("N-SMoE", "MoEDiff-SR", "2504.07308", "Steered Mixture", "REMIx", "2501.14198", "DnCNN")
+
+
+def _registered_citations() -> str:
+    from moemri.methods.registry import all_methods
+
+    return " ".join(f"{m.info.title} {m.info.description} {m.info.reference}" for m in all_methods())
+
+
+@pytest.mark.parametrize("where", [*MODULES, "CMakeLists.txt"])
+def test_texts_describe_only_methods_that_exist(where):
+    if where == "CMakeLists.txt":
+        texts = {"EXTENSION_DESCRIPTION": re.search(r'set\(EXTENSION_DESCRIPTION "([^"]*)"\)', (REPO / where).read_text()).group(1)}
+    else:
+        texts = _parent_texts(where)
+    cited = _registered_citations()
+    for name, text in texts.items():
+        promised = [paper for paper in PAPERS if paper in text and paper not in cited]
+        assert not promised, f"{where} {name} names {promised}, which no registered method implements"
 
 
 def _parent_texts(module: str) -> dict[str, str]:
@@ -276,25 +299,81 @@ def test_top_cmake_and_shared_package_install():
     assert "Resources/SampleData/*" in globs and "Resources/Weights/*" in globs
 
 
-def test_s4ext_describes_the_extension():
-    entries = {}
-    for line in (REPO / "MoEExtension.s4ext").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition(" ")
-            entries[key] = value.strip()
-    assert entries["scm"] == "git"
-    assert entries["scmurl"].startswith("https://github.com/moe-mri/SlicerMoEMRI")
-    assert entries["depends"] == "PyTorch"
-    assert entries["category"] == "Filtering"
-    assert entries["contributors"] == "MoE-MRI team"
-    assert entries["enabled"] == "1"
-    for key in ("homepage", "iconurl", "status", "description"):
-        assert entries.get(key), key
+# The Extensions Index's catalog entry schema (Slicer/Slicer Schemas/slicer-extension-catalog-entry-
+# schema-v1.0.1.json): its properties with their JSON types; "additionalProperties": false.
+CATALOG_SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json#"
+CATALOG_PROPERTIES = {
+    "$schema": str, "category": str, "scm_url": str, "scm_revision": str, "scm_type": str,
+    "build_dependencies": list, "build_subdirectory": str, "enabled": bool, "tier": int,
+}
+CATALOG_REQUIRED = {"$schema", "category", "scm_url"}
+
+
+def _cmake_variable(name: str) -> str:
+    match = re.search(rf'set\({name} "([^"]*)"\)', (REPO / "CMakeLists.txt").read_text())
+    assert match, name
+    return match.group(1)
+
+
+def _extension_name() -> str:
+    return re.search(r"^project\((\w+)\)", (REPO / "CMakeLists.txt").read_text(), re.M).group(1)
+
+
+def test_extension_is_named_after_the_repository():
+    name = _extension_name()
+    assert name == "SlicerMoEMRI" and _cmake_variable("EXTENSION_HOMEPAGE").rstrip("/").endswith("/" + name)
+    assert not list(REPO.glob("*.s4ext")), "the index reads <name>.json now; an .s4ext would drift from it"
+
+
+def test_catalog_entry_matches_the_schema_and_the_cmake_project():
+    import json
+
+    entry = json.loads((REPO / f"{_extension_name()}.json").read_text())
+    assert entry["$schema"] == CATALOG_SCHEMA
+    assert CATALOG_REQUIRED <= set(entry), "missing required fields"
+    assert set(entry) <= set(CATALOG_PROPERTIES), f"fields the schema does not allow: {set(entry) - set(CATALOG_PROPERTIES)}"
+    for key, value in entry.items():
+        assert type(value) is CATALOG_PROPERTIES[key], f"{key} must be a {CATALOG_PROPERTIES[key].__name__}"
+    assert all(isinstance(d, str) for d in entry["build_dependencies"])
+    assert entry["scm_type"] == "git" and entry["tier"] in (1, 3, 5) and entry["enabled"] is True
+    # The same extension as the CMake project describes.
+    assert entry["category"] == _cmake_variable("EXTENSION_CATEGORY") == "Filtering"
+    assert entry["build_dependencies"] == _cmake_variable("EXTENSION_DEPENDS").split() == ["PyTorch"]
+    assert entry["scm_url"].removesuffix(".git") == _cmake_variable("EXTENSION_HOMEPAGE")
+    assert entry["build_subdirectory"] == "." and (REPO / entry["build_subdirectory"] / "CMakeLists.txt").is_file()
+
+
+def test_extension_urls_point_at_files_in_this_repository():
+    raw = _cmake_variable("EXTENSION_HOMEPAGE").replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
+    urls = [_cmake_variable("EXTENSION_ICONURL"), *_cmake_variable("EXTENSION_SCREENSHOTURLS").split()]
+    for url in urls:
+        assert url.startswith(raw), url
+        assert (REPO / url[len(raw):]).is_file(), f"{url} names a file this repository does not have"
+
+
+def test_licence_files_ship():
+    licence = (REPO / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence
+    assert re.search(r'^license = "Apache-2.0"$', (REPO / "pyproject.toml").read_text(), re.M)
+    assert "Apache-2.0" in (REPO / "README.md").read_text()
+    text = (REPO / "CMakeLists.txt").read_text()
+    assert "set(EXTENSION_LICENSE_FILE ${CMAKE_CURRENT_SOURCE_DIR}/LICENSE)" in text
+    assert "set(EXTENSION_README_FILE ${CMAKE_CURRENT_SOURCE_DIR}/README.md)" in text
+    # Every shipped sample volume carries its own licence beside it (installed by the same glob).
+    for volume in (REPO / "Resources" / "SampleData").glob("*.nii.gz"):
+        notice = volume.with_name(volume.name.removesuffix(".nii.gz") + ".LICENSE.txt")
+        assert notice.is_file(), f"{volume.name} ships without its licence notice"
+    mni = (REPO / "Resources" / "SampleData" / "MNI152-2009a-T1.LICENSE.txt").read_text()
+    for words in ("Copyright (C) 1993-2004 Louis Collins, McConnell Brain", "provided that the above copyright notice appear in all copies"):
+        assert words in mni
+    from moemri.data.fetch import sha256_of
+
+    assert sha256_of(REPO / "Resources" / "SampleData" / "MNI152-2009a-T1.nii.gz") in mni
 
 
 @pytest.mark.parametrize(
     "path",
-    [REPO / "Resources" / "Icons" / "MoEExtension.png", *(REPO / m / "Resources" / "Icons" / f"{m}.png" for m in MODULES)],
+    [REPO / "Resources" / "Icons" / "SlicerMoEMRI.png", *(REPO / m / "Resources" / "Icons" / f"{m}.png" for m in MODULES)],
     ids=lambda p: p.name,
 )
 def test_icons_are_128_pixel_pngs(path):
@@ -305,5 +384,5 @@ def test_icons_are_128_pixel_pngs(path):
 
 def test_module_icons_differ():
     icons = {(REPO / m / "Resources" / "Icons" / f"{m}.png").read_bytes() for m in MODULES}
-    icons.add((REPO / "Resources" / "Icons" / "MoEExtension.png").read_bytes())
+    icons.add((REPO / "Resources" / "Icons" / "SlicerMoEMRI.png").read_bytes())
     assert len(icons) == 3

@@ -1,4 +1,4 @@
-"""The sparse mixture-of-experts denoisers (paper 002) with the shipped weights."""
+"""The sparse mixture-of-experts denoisers (Deng and Campbell, arXiv:2501.14198) with the shipped weights."""
 import shutil
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""The SMoE denoisers' gate ablation (paper 002, Table 4) and what each expert holds.
+"""The SMoE denoisers' gate ablation (Deng and Campbell 2025, Table 4) and what each expert holds.
 
 For every patch-gated expert count K > 1, on each case: the predicted gate next to every patch
 sent to one expert (each expert in turn; the best and the worst are reported), a random gate
@@ -92,7 +92,7 @@ def run(cases, expert_counts, content_case, echo=print) -> str:
     header, rows = ablation_rows(cases, expert_counts, echo=progress)
     content_header, content = expert_content_rows(content_case, expert_counts)
     return (
-        "## Gate ablation, smoe-patch (paper 002, Table 4): PSNR (dB) in the head mask\n\n"
+        "## Gate ablation, smoe-patch (Deng and Campbell 2025, Table 4): PSNR (dB) in the head mask\n\n"
         + markdown_table(header, rows)
         + f"\n\n## What each expert holds ({content_case.copy}, {content_case.level:g} % {'varying' if content_case.varying else 'stationary'})\n\n"
         + markdown_table(content_header, content)

@@ -1,5 +1,5 @@
 """REMIx's benchmark cases: one realistic low-resolution acquisition of the validation head per
-voxel-volume bin (paper 003, Table 1), for every super-resolution method to restore.
+voxel-volume bin (REMIx, Morell-Ortega et al. MIDL 2024, Table 1), for every super-resolution method to restore.
 
 Each case is `random_acquisition`'s native image: an anisotropic grid of the bin's voxel volume,
 rotated a few degrees, with a thick-slice profile. Bins alternate between thick-slice scans

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from ..methods.base import SPACING_OPTION
 from ..methods.registry import all_methods
 from ..volume import Volume
 from .cases import validation_volume
@@ -53,7 +54,7 @@ def _score_rows(case_name: str, reference: Volume, low: Volume, chosen, device: 
     data_range = float(reference.array[mask].max())
     rows = []
     for variant in chosen:
-        result = variant.run(low, device, options={"spacing": reference.spacing})
+        result = variant.run(low, device, options={SPACING_OPTION: reference.spacing})
         array = _on_reference_grid(result.image, reference)
         rows.append(
             [
@@ -93,7 +94,7 @@ def run_benchmark(methods=None, quick=False, out=None, device="auto", echo=print
     realistic_table = markdown_table(HEADER, realistic)
 
     reference, low = make_case(head, *TIMING_CASE)
-    timing = timing_table(chosen, lambda variant: variant.run(low, device, options={"spacing": reference.spacing}), device)
+    timing = timing_table(chosen, lambda variant: variant.run(low, device, options={SPACING_OPTION: reference.spacing}), device)
     spacing = "x".join(f"{s:g}" for s in low.spacing)
     report = (
         "## Super-resolution quality in the head mask, validation head restored to 1 mm\n\n"

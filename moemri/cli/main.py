@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
 
 from ..errors import InputError, MoEMRIError
+from ..methods.base import NOISE_LEVEL_OPTION, SPACING_OPTION
 from .progress import TerminalProgress
 
 EXAMPLES = {
@@ -43,6 +45,15 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--expert-map", metavar="MAP", help="also write the expert label map (+ .ctbl colour table, .json legend)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a method option (repeatable)")
+    _add_nonfinite_argument(p)
+
+
+def _add_nonfinite_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--replace-nonfinite",
+        action="store_true",
+        help="replace NaN/Inf voxels by the lowest finite value (with a warning) instead of refusing the input",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gap", type=float, default=0.0, metavar="MM", help="with --thick-slices: gap between slices")
     p.add_argument("--bits", type=int, help="with --coarse: quantise to this many bits")
     p.add_argument("--seed", type=int, default=0)
+    _add_nonfinite_argument(p)
 
     p = _sub(sub, "bench", "benchmark methods against the classical baselines (prints a markdown table)")
     p.add_argument("task", choices=["denoise", "superres"])
@@ -121,18 +133,32 @@ def _parse_options(pairs: list[str]) -> dict:
     return options
 
 
-def _run_method(args, task: str, options: dict) -> int:
+def read_input(args):
+    """The input volume, after refusing bad output paths (before any work) and with NaN/Inf
+    replaced where --replace-nonfinite asks (the warning goes to stderr)."""
+    from .. import api
+    from ..io import read_volume_checked
+
+    api.check_outputs(args.output, getattr(args, "expert_map", None), inputs=[args.input])
+    checked = read_volume_checked(args.input, nonfinite="replace" if args.replace_nonfinite else "refuse")
+    for warning in checked.warnings:
+        print(f"moemri {args.command}: warning: {warning}", file=sys.stderr)
+    return checked.volume
+
+
+def _run_method(args, task: str, options: dict, volume=None) -> int:
     from .. import api
     from ..methods.registry import get_method
 
     if args.expert_map and not get_method(args.method, task).info.has_expert_map:
         raise InputError(f"method {args.method} makes no expert map; drop --expert-map or pick a mixture-of-experts method")
+    volume = read_input(args) if volume is None else volume
     bar = TerminalProgress(f"{args.method}")
     try:
-        result = api.run(task, args.input, args.method, experts=args.experts, device=args.device, options=options, progress=bar)
+        result = api.run(task, volume, args.method, experts=args.experts, device=args.device, options=options, progress=bar)
     finally:
         bar.close()
-    written = api.save_result(result, args.output, expert_map_path=args.expert_map)
+    written = api.save_result(result, args.output, expert_map_path=args.expert_map, inputs=[args.input])
     meta = ", ".join(f"{k}={v}" for k, v in result.metadata.items() if not isinstance(v, (dict, list)))
     print(f"wrote {', '.join(str(p) for p in written)} ({meta})")
     if result.experts and args.expert_map:
@@ -160,27 +186,27 @@ def cmd_methods(args) -> int:
 def cmd_denoise(args) -> int:
     options = _parse_options(args.option)
     if args.noise_level is not None:
-        options["noise_level_percent"] = args.noise_level
+        options[NOISE_LEVEL_OPTION] = args.noise_level
     return _run_method(args, "denoise", options)
 
 
 def cmd_superres(args) -> int:
     options = _parse_options(args.option)
+    volume = None
     if args.scale is not None:
-        from ..io import read_volume
-
         if args.scale <= 0:
             raise InputError("--scale must be positive")
-        options["spacing"] = [s / args.scale for s in read_volume(args.input).spacing]
+        volume = read_input(args)
+        options[SPACING_OPTION] = [s / args.scale for s in volume.spacing]
     elif args.spacing is not None:
-        options["spacing"] = list(args.spacing)
-    return _run_method(args, "superres", options)
+        options[SPACING_OPTION] = list(args.spacing)
+    return _run_method(args, "superres", options, volume=volume)
 
 
 def cmd_degrade(args) -> int:
     from ..degrade.cli_recipes import degrade_from_args
 
-    return degrade_from_args(args)
+    return degrade_from_args(args, read_input(args))
 
 
 def cmd_bench(args) -> int:
@@ -231,11 +257,15 @@ def main(argv=None) -> int:
 
         return web_main(argv[1:])
     args = build_parser().parse_args(argv)
+    previous = _raise_on_sigterm()
     try:
         return COMMANDS[args.command](args)
     except MoEMRIError as error:
         print(f"moemri {args.command}: {error}", file=sys.stderr)
         return error.exit_code
+    except Terminated:
+        print(f"moemri {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"moemri {args.command}: cancelled", file=sys.stderr)
         return 130
@@ -245,6 +275,25 @@ def main(argv=None) -> int:
         message = textwrap.shorten(f"{type(error).__name__}: {error}", 300)
         print(f"moemri {args.command}: internal error: {message} (run with --debug for the traceback)", file=sys.stderr)
         return 70  # EX_SOFTWARE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that staged outputs are removed on the way out."""
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into `Terminated` (the default action would kill the process mid-write and
+    leave its temporary files). Only the CLI does this; the API leaves signals alone."""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a thread): keep the default
+        return None
 
 
 if __name__ == "__main__":

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def degrade_from_args(args) -> int:
-    from ..io import read_volume, write_volume
+def degrade_from_args(args, volume) -> int:
+    """Degrade `volume` (read from args.input, output paths already checked) and write args.output."""
+    from ..io import write_volume
     from . import noise, resolution
 
-    volume = read_volume(args.input)
     if args.noise is not None:
         out, _ = noise.add_rician(volume, args.noise, seed=args.seed, varying=args.varying, bias=args.bias)
         what = f"{args.noise:g} % {'varying' if args.varying else 'stationary'} Rician noise, seed {args.seed}"

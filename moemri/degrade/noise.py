@@ -1,6 +1,6 @@
 """Rician noise at a BrainWeb-style percent level, coil-like noise maps and bias fields.
 
-Convention (BrainWeb's, used by paper 002 in /work/shared/seeds for its 1-9 % levels): a noise
+Convention (BrainWeb's, used by Deng and Campbell, arXiv:2501.14198, for its 1-9 % levels): a noise
 level of p % means a Gaussian standard deviation of p/100 times the intensity of the brightest tissue, added
 to the real and imaginary channels before taking the magnitude. Levels in the papers run 0-9 %.
 

@@ -6,7 +6,7 @@ first voxel and its grid covers the same extent (outer voxel edges) as the input
 count along an axis is not a multiple of the factor, the coarse spacing is extent / round(n /
 factor), slightly off factor x spacing, rather than shifting or cropping the field of view.
 
-`random_acquisition` follows REMIx (paper 003 in /work/shared/seeds): an anisotropic native grid
+`random_acquisition` follows REMIx (Morell-Ortega et al., MIDL 2024): an anisotropic native grid
 of a given voxel volume, slightly rotated, simulated and brought back to the input's grid. REMIx
 takes the grids from real clinical scans through affine registrations; here they are drawn at
 random, which the paper's pipeline does not do.

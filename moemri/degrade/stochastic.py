@@ -1,5 +1,6 @@
-"""N-SMoE's stochastic degradation model (paper 000 in /work/shared/seeds), for 2-D slices and 3-D
-volumes: blur, then downsample, then noise, each drawn at random.
+"""N-SMoE's stochastic degradation model ("Neural Steered Mixture of Experts for Medical Image
+Denoising, and Super-Resolution", Research Square preprint, doi:10.21203/rs.3.rs-7667284/v1), for
+2-D slices and 3-D volumes: blur, then downsample, then noise, each drawn at random.
 
 The abstract names the ingredients (diverse perturbations of downsampled inputs, noise beyond
 additive white Gaussian) but not the distributions; the ranges below are ours, BSRGAN-like:

@@ -17,6 +17,9 @@ Task = Literal["denoise", "superres"]
 # The one name every denoiser uses for a user-given noise level, in percent of the brightest
 # tissue (the papers' BrainWeb convention); 0 means "estimate it from the image".
 NOISE_LEVEL_OPTION = "noise_level_percent"
+# The one name every super-resolution method uses for the output voxel size (x, y, z) in mm; the
+# CLI (--spacing, --scale), the Slicer module and the web demo set it by this name.
+SPACING_OPTION = "spacing"
 
 # progress(fraction in [0, 1], stage text). It may raise errors.Cancelled to stop the run.
 Progress = Callable[[float, str], None]

@@ -6,10 +6,10 @@ Volume module offers them. They add no detail; every learned method must beat th
 from __future__ import annotations
 
 from ..volume import Volume, grid_with_spacing
-from .base import MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
+from .base import SPACING_OPTION, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
 from .registry import register
 
-SPACING_OPTION = OptionSpec("spacing", "floats", (1.0, 1.0, 1.0), "output voxel size (x, y, z) in mm", minimum=0.1, maximum=10.0)
+SPACING_SPEC = OptionSpec(SPACING_OPTION, "floats", (1.0, 1.0, 1.0), "output voxel size (x, y, z) in mm", minimum=0.1, maximum=10.0)
 
 
 def check_spacing(spacing) -> tuple[float, float, float]:
@@ -31,7 +31,7 @@ class Resampler:
             description=description,
             reference=reference,
             classical=True,
-            options=(SPACING_OPTION,),
+            options=(SPACING_SPEC,),
         )
 
     def availability(self) -> str | None:
@@ -42,7 +42,7 @@ class Resampler:
 
         resolve_experts(self.info, experts)
         opts = resolve_options(self.info, options)
-        grid = grid_with_spacing(volume, check_spacing(opts["spacing"]))
+        grid = grid_with_spacing(volume, check_spacing(opts[SPACING_OPTION]))
         progress(0.0, f"{self.interpolator} interpolation")
         out = resample_to_grid(volume, grid, interpolator=self.interpolator)
         progress(1.0, "done")

@@ -1,4 +1,5 @@
-"""Rebuild Resources/Weights/smoe/ (paper 002): `python -m moemri.train.smoe [--experts K ...]`.
+"""Rebuild Resources/Weights/smoe/ (sparse MoE denoising, Deng and Campbell, arXiv:2501.14198):
+`python -m moemri.train.smoe [--experts gate:K,...]`.
 
 Both stages run on the shared loop (loop.py): seeded, validated on held-back slices of the
 validation head (never the benchmark's central slab, never training patches), the best checkpoint

@@ -209,9 +209,11 @@ class MoEWebApp:
         state = self.state
         if state.task != "superres" or self.prepared is None:
             return
-        if any(field["name"] == "spacing" and field["kind"] == "floats" for field in state.option_fields):
+        from ..methods.base import SPACING_OPTION
+
+        if any(field["name"] == SPACING_OPTION and field["kind"] == "floats" for field in state.option_fields):
             spacing = ", ".join(f"{s:g}" for s in self.prepared.source_spacing)
-            state.option_values = {**state.option_values, "spacing": spacing}
+            state.option_values = {**state.option_values, SPACING_OPTION: spacing}
 
     # Run -------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """REMIx: Resolution Enhancement through Mixture of Experts (Morell-Ortega, Ruiz-Perez, Coupé,
-Manjón; MIDL 2024 short paper; /work/shared/seeds/003-remix.txt).
+Manjón; MIDL 2024 short paper).
 
 As published: seven 3-D U-Nets with a residual connection at the output, one per voxel-volume bin
 (1..7 mm3), the 1 mm3 one trained first and the others fine-tuned from it; the loss is MAE + SSIM
@@ -24,7 +24,7 @@ import numpy as np
 
 from ...volume import Volume, grid_with_spacing
 from ..base import Expert, MethodInfo, MethodResult, no_progress, resolve_experts, resolve_options
-from ..classical_resample import SPACING_OPTION, check_spacing
+from ..classical_resample import SPACING_SPEC, check_spacing
 from ..registry import register
 from . import weights
 from .selection import Selection, select_expert
@@ -78,7 +78,7 @@ class Remix:
             default_experts=7,
             spatial_dims=3,
             has_expert_map=False,  # one expert for the whole volume: metadata names it
-            options=(SPACING_OPTION,),
+            options=(SPACING_SPEC,),
         )
 
     @property
@@ -125,7 +125,7 @@ class Remix:
         start = time.perf_counter()
         chosen = self.selection(volume, experts)
         opts = resolve_options(self.info, options)
-        spacing = check_spacing(opts["spacing"])
+        spacing = check_spacing(opts[SPACING_SPEC.name])
         warnings = list(chosen.warnings)
         if not np.allclose(spacing, TRAINED_SPACING_MM, atol=0.05):
             warnings.append(

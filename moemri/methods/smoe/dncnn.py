@@ -1,5 +1,5 @@
-"""The DnCNN backbone (Zhang et al., IEEE TIP 2017) as paper 002 uses it. Trained once, then split
-(tails.py) into a shared front and a tail that every expert owns a copy of.
+"""The DnCNN backbone (Zhang et al., IEEE TIP 2017) as Deng and Campbell (arXiv:2501.14198) use it.
+Trained once, then split (tails.py) into a shared front and a tail that every expert owns a copy of.
 
 Input (N, in_slices + 1, H, W): the noisy slice between its neighbours (`in_slices` = 2r + 1), then
 the noise sigma map (FFDNet-style, Zhang et al. 2018), all in normalised intensity units. Output (N, 1, H, W): the

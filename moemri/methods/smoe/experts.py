@@ -1,13 +1,13 @@
 """The mixture at inference: one shared front per slice, K expert tails, a gate that weighs them.
 
-Paper 002 denoises every 48x48 patch (stride 20) with the expert its gate picks and averages the
+Deng and Campbell (2025) denoise every 48x48 patch (stride 20) with the expert its gate picks and averages the
 patch outputs where they overlap (eq. 7). Here every expert is the shared front with its own tail
 (tails.py), so the front runs once per slice and the overlap average becomes, per pixel,
 sum_k (share of the covering patches routed to k) x tail_k, each tail run only where its share is
 non-zero. The gate sees anatomy, not noise (anatomy.py). Departure: the front sees the whole slice
 instead of each patch cut out with zero padding, so patch borders carry no padding artefacts.
 
-For the benchmark's gate ablation (paper 002, Table 4) the same mixture can route every patch to
+For the benchmark's gate ablation (Deng and Campbell 2025, Table 4) the same mixture can route every patch to
 one expert, to a random expert, or to the best expert in hindsight (the oracle, which reads the
 clean image): `ablation`.
 """

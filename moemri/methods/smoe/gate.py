@@ -1,4 +1,5 @@
-"""The two gates of paper 002: which expert denoises which part of a slice.
+"""The two gates of the sparse MoE denoiser (Deng and Campbell, arXiv:2501.14198): which expert
+denoises which part of a slice.
 
 Patch gate (paper section 3.1.1 and 3.2): the slice is cut into 48x48 patches at stride 20, each
 patch is described by a feature vector, reduced by PCA and assigned to the nearest of K k-means

@@ -1,4 +1,5 @@
-"""Sparse mixture-of-experts denoising (paper 002: sparse MoE MRI denoising; DnCNN experts).
+"""Sparse mixture-of-experts denoising (Deng and Campbell, "Sparse Mixture-of-Experts for Non-Uniform
+Noise Reduction in MRI Images", arXiv:2501.14198, 2025).
 
 As published: DnCNN residual learning; experts fine-tuned from one pre-trained backbone on the
 patches routed to them; a hard (one-hot) gate per 48x48 patch at stride 20 with overlapping outputs
@@ -29,7 +30,7 @@ import numpy as np
 from ...errors import InputError
 from ...tiling import TilePlan, plan_for_budget, tiled_apply
 from ...volume import Volume
-from ..base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
+from ..base import NOISE_LEVEL_OPTION, Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
 from ..registry import register
 from . import weights as weight_files
 
@@ -48,7 +49,7 @@ BYTES_PER_CHANNEL_VOXEL = 4 * 4  # float32 x (input, output, folded temporaries)
 MIN_PLANE = 16  # voxels: a slice narrower than this is not worth a 2-D network pass
 HEAD_BOX_MARGIN = 16  # voxels of air kept around the head: more than the network's receptive field
 NOISE_OPTION = OptionSpec(
-    "noise_level_percent",
+    NOISE_LEVEL_OPTION,
     "float",
     0.0,
     "noise level in % of the brightest tissue (as degrade.noise); 0 estimates a sigma map from the image",
@@ -69,7 +70,10 @@ SHARES_OPTION = OptionSpec(
     False,
     "also return one map per expert: the share (0-1) of the 48x48 patches covering each voxel that were routed to it",
 )
-REFERENCE = "Sparse mixture-of-experts MRI denoising with DnCNN experts (paper 002); DnCNN: Zhang et al., IEEE TIP 2017"
+REFERENCE = (
+    "Deng and Campbell, Sparse Mixture-of-Experts for Non-Uniform Noise Reduction in MRI Images, arXiv:2501.14198 (2025); "
+    "DnCNN: Zhang et al., IEEE TIP 2017"
+)
 
 
 class _SMoE:
@@ -83,7 +87,7 @@ class _SMoE:
         k = resolve_experts(self.info, experts)
         opts = resolve_options(self.info, options)
         return denoise_volume(
-            volume, self.kind, k, device, progress, opts["noise_level_percent"], opts["orientations"], opts["expert_shares"]
+            volume, self.kind, k, device, progress, opts[NOISE_LEVEL_OPTION], opts["orientations"], opts["expert_shares"]
         )
 
 

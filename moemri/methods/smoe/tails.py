@@ -2,7 +2,7 @@
 3x3x24 blocks and the output layer, ~10.6k weights, a third of the network), fine-tuned by
 gradient on the patches routed to it; the first layers (the front) are shared and frozen.
 
-Paper 002 gives each expert only its own final layer; measured here, that leaves the experts
+The paper gives each expert only its own final layer; measured here, that leaves the experts
 interchangeable (all within +-0.02 dB of K = 1 even with an oracle gate). A third of the network
 per expert is the smallest share that measurably specialised in our runs.
 
@@ -10,7 +10,7 @@ Routing keeps the cost of one network: the front runs once per slice; each exper
 only on the 64x64 cells where its routing weight is non-zero (with a halo of TAIL_LAYERS pixels of
 front features, so a cell's result is exactly what the tail would give on the whole slice away from
 the slice border), and the cells' results are summed with the weights (the overlap average of
-paper 002's eq. 7, as every patch in a cell is routed to one expert).
+eq. 7 of Deng and Campbell 2025, as every patch in a cell is routed to one expert).
 """
 from __future__ import annotations
 
