@@ -35,9 +35,11 @@ bench-denoise: data
 bench-superres: data
 	$(BIN)/moemri bench superres --out bench-superres.md
 
-# Rebuilds Resources/Weights/smoe (seeded, logged to its train.log; about 50 min on two otherwise idle cores).
+# Rebuilds Resources/Weights/smoe (seeded, logged to its train.log). Resumable: the shared loop
+# checkpoints to Resources/Weights/smoe/checkpoints/; stop it any time (Ctrl-C, or MINUTES=30 for a
+# time limit) and run the same command again to continue. Each expert run: ~30 min on one core.
 train-smoe: data
-	nice -n 10 $(BIN)/python -m moemri.train.smoe
+	nice -n 10 $(BIN)/python -m moemri.train.smoe $(if $(MINUTES),--minutes $(MINUTES))
 
 # Rebuilds Resources/Weights/remix (seeded, logged to its train.log; about 35 min on one core).
 train-remix: data

@@ -54,7 +54,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
     assert second.finished and second.step == 60
     for a, b in zip(whole.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
-    assert [h["step"] for h in second.history] == [10, 20, 30, 40, 50, 60]
+    assert [h["step"] for h in second.history] == [0, 10, 20, 30, 40, 50, 60]  # 0: the starting weights
     assert second.best_step == done.best_step
 
 

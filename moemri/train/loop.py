@@ -58,6 +58,7 @@ class Schedule:
     clip_norm: float | None = 1.0
     weight_decay: float = 0.0
     seed: int = 0
+    validate_first: bool = True  # score the starting weights too (a fine-tune that only hurts keeps them)
 
     def rate(self, step: int) -> float:
         """Multiplier of the peak rate at `step` (0-based): warm-up, then cosine."""
@@ -206,6 +207,14 @@ def train(
         from tqdm import tqdm
 
         bar = tqdm(total=schedule.steps, initial=step, desc=task.name, mininterval=10, leave=False)
+    if step == 0 and not history and schedule.validate_first:
+        for module in task.modules().values():
+            module.eval()
+        with torch.no_grad():
+            scores = task.validate()
+        history.append({"step": 0, "seconds": 0.0, **scores})
+        best, best_step, best_state = dict(scores), 0, _state(task)
+        log.info("%s step 0/%d  | validation %s (the starting weights)", task.name, schedule.steps, " ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     running: dict[str, float] = {}
     count = 0
     started = time.perf_counter()

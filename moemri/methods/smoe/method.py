@@ -46,6 +46,7 @@ PALETTE = (
     (153, 153, 153),  # grey
 )
 BYTES_PER_CHANNEL_VOXEL = 4 * 4  # float32 x (input, output, folded temporaries) per trunk channel
+MAX_SLICES_PER_TILE = 4  # small tiles: activations stay in reused heap memory (large ones page-faulted ~25 GB per head)
 MIN_PLANE = 16  # voxels: a slice narrower than this is not worth a 2-D network pass
 HEAD_BOX_MARGIN = 16  # voxels of air kept around the head: more than the network's receptive field
 NOISE_OPTION = OptionSpec(
@@ -170,7 +171,7 @@ def slice_plan(shape, budget_bytes: float, slice_radius: int, receptive_radius: 
     bytes_per_voxel = channels * BYTES_PER_CHANNEL_VOXEL
     per_slice = shape[1] * shape[2] * bytes_per_voxel
     if per_slice <= budget_bytes:
-        count = int(max(1, min(shape[0], budget_bytes // per_slice)))
+        count = int(max(1, min(shape[0], budget_bytes // per_slice, MAX_SLICES_PER_TILE)))
         return TilePlan((count, shape[1], shape[2]), (slice_radius, 0, 0), (0, 0, 0))
     plan = plan_for_budget(shape, bytes_per_voxel, budget_bytes, halo=receptive_radius, overlap=8, slice_axis=0)
     return replace(plan, halo=(slice_radius, receptive_radius, receptive_radius))
