@@ -23,7 +23,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from moemri.methods.base import NOISE_LEVEL_OPTION
-from MoEMRILib.method_choices import noise_option_name
+from moemri.methods.choices import noise_option_name
 from MoEMRILib.processing_logic import MoEProcessingLogic
 from MoEMRILib.sample_data import register_sample_data
 

@@ -3,11 +3,7 @@
 The modules' own files only declare the module, its parameter node and self-test, and mount the
 shared panel. One job per file:
 - volume_nodes: volume node <-> moemri Volume (geometry bit for bit), and the input refusals;
-- method_choices: what the pickers offer, from the registry; the `describe_selection` hook;
-- method_options: the method options shown as generic controls, kept as JSON in the parameter node;
 - processing_logic: prepare -> run (in-process or background) -> finish, writing the result nodes;
-- process_runner, worker, worker_protocol: the background process (a JSON-lines protocol, polled
-  without threads) and Cancel;
 - expert_overlay, expert_probabilities: the expert map as a named label map, and the gate's
   per-expert probability maps as coloured scalar volumes;
 - compare_views: side-by-side linked views, fade, overlays;
@@ -18,7 +14,13 @@ shared panel. One job per file:
 Everything but the three qt files and self_test imports no qt, so the tests run it on the MRML of
 PyPI's `slicer-core` in a plain Python.
 
+What needs no Slicer lives in the core, which imports nothing from here: what the pickers offer
+and the method options (`moemri.methods.choices`, `moemri.methods.options`), the background
+process, its protocol and Cancel (`moemri.background`), the per-expert probability volumes
+(`moemri.methods.expert_probabilities`) and the crop (`moemri.volume.crop_volume`). The web demo
+(`MoEWeb/`) is a front end beside the two modules and uses these helpers too.
+
 Hook for method authors: a method object may define `describe_selection(volume) -> str`; the
 panel shows its text (e.g. REMIx: which expert the input's slice spacing selects) as soon as the
-input or the method changes, before Apply. See method_choices.
+input or the method changes, before Apply. See moemri.methods.choices.
 """

@@ -1,6 +1,6 @@
 """The panel behaviour both modules share: pickers, options, Apply/Cancel with a background
 process, progress, result. Needs the Slicer application (qt); the testable work lives in
-processing_logic, process_runner, method_choices, method_options and the MRML helpers.
+processing_logic, the core's background run, method choices and options, and the MRML helpers.
 
 Each module's Widget keeps Slicer's template shape (loads its .ui, owns the parameter node) and
 hands this class its `ui`, the processing logic, the option names it handles with its own
@@ -18,13 +18,13 @@ import slicer
 from moemri.errors import MoEMRIError
 
 from .dependencies import offer_install, plan_for_module, plan_for_reason
-from .method_choices import MethodChoice, available_devices, method_blurb, methods_for_task, selection_text
-from .method_options import generic_options, stored_options, with_option
+from moemri.methods.choices import MethodChoice, available_devices, method_blurb, methods_for_task, selection_text
+from moemri.methods.options import generic_options, stored_options, with_option
 from .option_widgets import OptionControls
 from .processing_logic import result_summary, result_warnings
 from .result_views import ResultViews
 from .volume_nodes import input_node_problem, volume_view_from_node
-from .worker_protocol import MissingPackage, WorkerError
+from moemri.background.protocol import MissingPackage, RunCallbacks, WorkerError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class MoEModulePanel:
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
+        self.runEvents = RunCallbacks(self.onRunProgress, self.onRunWarning, self.onRunLog)
 
         self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
         self.ui.expertsComboBox.connect("currentIndexChanged(int)", self.onExpertsChanged)
@@ -233,14 +234,7 @@ class MoEModulePanel:
         if job is None:
             self.timer.stop()
             return
-        for event in job.poll():
-            if event.kind == "progress":
-                self.ui.progressBar.value = int(round(100 * event.fraction))
-                self.ui.progressBar.format = f"{event.stage}: %p%"
-            else:
-                log.warning("%s: %s", self.title, event.text)
-                slicer.util.showStatusMessage(f"{self.title}: {event.text}", 5000)
-        if job.running:
+        if job.pump(self.runEvents):
             return
         request, runParameterNode = self.request, self.runParameterNode
         self._ended()
@@ -248,6 +242,17 @@ class MoEModulePanel:
             self._finish(request, job, runParameterNode)
         elif job.state == "failed":
             self._fail(job.error)
+
+    def onRunProgress(self, fraction: float, stage: str) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.format = f"{stage}: %p%"
+
+    def onRunWarning(self, text: str) -> None:
+        log.warning("%s: %s", self.title, text)
+        slicer.util.showStatusMessage(f"{self.title}: {text}", 5000)
+
+    def onRunLog(self, line: str) -> None:
+        log.debug("%s: %s", self.title, line)
 
     def _finish(self, request, job, pn) -> None:
         try:

@@ -16,14 +16,15 @@ import vtk
 
 import slicer
 from moemri.methods.base import Expert, MethodResult
+from moemri.volume import crop_volume
 
 from . import compare_views
 from .expert_overlay import legend_from_nodes
-from .method_choices import methods_for_task
+from moemri.methods.choices import methods_for_task
 from .processing_logic import MoEProcessingLogic
-from .process_runner import default_python
+from moemri.background.run import default_python
 from .sample_data import sample_volume_path
-from .volume_nodes import crop_volume, update_node_from_volume, volume_from_node
+from .volume_nodes import update_node_from_volume, volume_from_node
 
 CANCEL_WITHIN_S = 1.5  # the issue asks for a second; a little slack for a loaded test machine
 
@@ -65,7 +66,7 @@ def fast_classical_method(task: str) -> str:
 
 
 def check_background_run(test, task: str, inputNode, method: str, options: dict) -> None:
-    """The background process (PythonSlicer running worker.py) gives the in-process result."""
+    """The background process (PythonSlicer running moemri.background.worker) gives the in-process result."""
     logic = MoEProcessingLogic()
     test.delayDisplay(f"{method} in a background process ({default_python()})")
     request = logic.prepare(inputNode, None, task, method, options=options)

@@ -22,8 +22,8 @@ except ImportError:
     # core sit one folder up, as they sit beside the modules once installed.
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from MoEMRILib.method_choices import declared_options
-from MoEMRILib.method_options import output_spacing_mm
+from moemri.methods.choices import declared_options
+from moemri.methods.options import output_spacing_mm
 from MoEMRILib.processing_logic import MoEProcessingLogic
 from MoEMRILib.sample_data import register_sample_data
 

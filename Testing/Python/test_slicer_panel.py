@@ -18,7 +18,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from MoEMRILib.method_options import stored_options, with_option  # noqa: E402
+from moemri.methods.options import stored_options, with_option  # noqa: E402
 from MoEMRILib.processing_logic import MoEProcessingLogic  # noqa: E402
 from moemri.methods.registry import get_method  # noqa: E402
 from test_slicer_fixtures import fake_methods, sample_loaded, sample_node, scene, small_crop  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""The background process runner for real: a child Python running MoEMRILib/worker.py on a small
+"""The background process runner for real: a child Python running moemri.background.worker on a small
 crop of the real head, polled without threads as the panel's timer does.
 
 Each test starts one child (about half a second of start-up); the test doubles run in the child
@@ -13,8 +13,8 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from MoEMRILib.process_runner import BackgroundProcessRunner, BackgroundRun  # noqa: E402
-from MoEMRILib.worker_protocol import MissingPackage, WorkerError, method_source  # noqa: E402
+from moemri.background.run import BackgroundProcessRunner, BackgroundRun  # noqa: E402
+from moemri.background.protocol import MissingPackage, WorkerError, method_source  # noqa: E402
 from MoEMRILib.processing_logic import MoEProcessingLogic, result_warnings  # noqa: E402
 from moemri.errors import Cancelled, InputError  # noqa: E402
 from test_slicer_fixtures import fake_methods, registered, sample_loaded, sample_node, scene, small_crop  # noqa: E402,F401
