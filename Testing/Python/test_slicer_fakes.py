@@ -1,7 +1,7 @@
 """Test doubles of registry methods for the Slicer-side tests, and a check of the doubles.
 
 This file imports no Slicer: the background worker re-creates these methods in its own process
-from their class (see MoEMRILib.process_runner.method_source), as it would a plugin's method.
+from their class (see moemri.background.protocol.method_source), as it would a plugin's method.
 Register them with the `fake_methods` fixture of test_slicer_fixtures (monkeypatched, so the
 registry is clean again after each test).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ class SlowDenoiser:
 
     def run(self, volume, *, experts=None, device="auto", progress=no_progress, options=None):
         opts = resolve_options(self.info, options)
+        # What a library prints: the log panel shows it (stdout chatter and stderr alike).
+        print("slow test method: warming up", flush=True)
+        print("slow test method: a note on stderr", file=sys.stderr, flush=True)
         started = time.monotonic()
         while time.monotonic() - started < opts["seconds"]:
             progress((time.monotonic() - started) / max(opts["seconds"], 1e-6), "working")

@@ -93,10 +93,14 @@ def test_cancel_stops_the_worker_within_a_second_and_leaves_no_trace(scene, smal
     nodes_before = scene.GetNumberOfNodes()
     request = logic.prepare(small_crop, None, "denoise", "test-slow-denoise", options={"seconds": 30})
     job = logic.start(request, temp_root=tmp_path)
-    deadline = time.monotonic() + 20
-    while not any(e.stage == "working" for e in job.poll()):  # the method itself is running
+    deadline, events = time.monotonic() + 20, []
+    while not any(e.stage == "working" for e in events):  # the method itself is running
         assert job.running and time.monotonic() < deadline, job.error
+        events += job.poll()
         time.sleep(0.02)
+    events += job.poll()
+    logged = [e.text for e in events if e.kind == "log"]  # the method's prints, for the log panel
+    assert "slow test method: warming up" in logged and "slow test method: a note on stderr" in logged
 
     started = time.monotonic()
     job.cancel()
