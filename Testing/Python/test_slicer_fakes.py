@@ -149,7 +149,24 @@ class SelectingSuperRes:
         return MethodResult(out, metadata={"device": "cpu", "selected_expert": f"{round(max(volume.spacing))} mm"})
 
 
-ALL_FAKES = (FakeGatedDenoiser, SlowDenoiser, FailingDenoiser, SelectingSuperRes)
+class NeedsPackageDenoiser:
+    """Unavailable until its 'package' is installed (PACKAGE_VARIABLE set, in this process and the
+    worker's): the panel offers the install, then runs it."""
+
+    PACKAGE_VARIABLE = "MOEMRI_TEST_FAKE_PACKAGE_INSTALLED"
+    info = MethodInfo(name="test-needs-package-denoise", task="denoise", title="Needs a package (test double)",
+                      description="test double", reference="none", classical=True)
+
+    def availability(self):
+        if os.environ.get(self.PACKAGE_VARIABLE):
+            return None
+        return "needs the optional package dipy, which 3D Slicer does not bundle: pip install dipy"
+
+    def run(self, volume, *, experts=None, device="auto", progress=no_progress, options=None):
+        return MethodResult(volume.with_array(volume.array.astype(np.float32)), metadata={"device": "cpu"})
+
+
+ALL_FAKES = (FakeGatedDenoiser, SlowDenoiser, FailingDenoiser, SelectingSuperRes, NeedsPackageDenoiser)
 
 
 def test_fakes_follow_the_method_interface():
@@ -161,4 +178,4 @@ def test_fakes_follow_the_method_interface():
     np.testing.assert_allclose(result.expert_probabilities.array.sum(axis=0), 1.0, rtol=1e-5)
     assert SelectingSuperRes().describe_selection(volume) == "the expert for 5 mm slices will be used"
     for cls in ALL_FAKES:
-        assert cls.info.name.startswith("test-") and cls().availability() is None
+        assert cls.info.name.startswith("test-") and (cls().availability() is None) == (cls is not NeedsPackageDenoiser)

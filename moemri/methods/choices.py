@@ -129,13 +129,22 @@ def available_devices() -> list[str]:
     return devices + ["cpu"]
 
 
-def resolve_device(device: str) -> str:
+def device_note(device: str) -> str | None:
+    """What a front end should say when `device` (e.g. from a saved scene) is not on this computer."""
+    actual = resolve_device(device, warn=False)
+    if actual == (device or "auto"):
+        return None
+    return f"The scene asks for {device}, which this computer does not have: the method runs on {actual}."
+
+
+def resolve_device(device: str, warn: bool = True) -> str:
     """The device to ask for: one this machine lacks (a scene saved on a GPU workstation) falls
     back to the CPU with a warning. Out-of-memory fallback happens in the core, during the run."""
     device = device or "auto"
     if device in ("auto", "cpu"):
         return device
     if device not in available_devices():
-        log.warning("device %s is not available here; running on the CPU instead", device)
+        if warn:
+            log.warning("device %s is not available here; running on the CPU instead", device)
         return "cpu"
     return device
