@@ -18,7 +18,7 @@ from moemri.methods.base import NOISE_LEVEL_OPTION
 from moemri.methods.choices import noise_option_name
 from MoEMRILib.module_widget import MoEModuleLogic, MoEModuleWidget
 from MoEMRILib.sample_data import register_sample_data
-from MoEMRILib.self_test import MoEModuleTest, check_task_on_sample, ijk_to_ras
+from MoEMRILib import self_test  # its MoEModuleTest by attribute: unittest would collect an imported TestCase
 
 
 class MoEDenoise(ScriptedLoadableModule):
@@ -101,14 +101,14 @@ class MoEDenoiseWidget(MoEModuleWidget):
         self.ui.noiseLevelSliderWidget.enabled = takesNoise and self.ui.noiseModeComboBox.currentText == "manual"
 
 
-class MoEDenoiseTest(MoEModuleTest):
+class MoEDenoiseTest(self_test.MoEModuleTest):
     TASK = "denoise"
 
     def test_task_on_sample(self):
-        inputVolume, outputVolume = check_task_on_sample(self, MoEDenoiseLogic(), (10, 20, 40), (186, 212, 168))
+        inputVolume, outputVolume = self_test.check_task_on_sample(self, MoEDenoiseLogic(), (10, 20, 40), (186, 212, 168))
         before, after = (slicer.util.arrayFromVolume(node).astype(float) for node in (inputVolume, outputVolume))
         self.assertEqual(after.shape, before.shape)
-        np.testing.assert_allclose(ijk_to_ras(outputVolume), ijk_to_ras(inputVolume), atol=1e-9)
+        np.testing.assert_allclose(self_test.ijk_to_ras(outputVolume), self_test.ijk_to_ras(inputVolume), atol=1e-9)
         # Denoising smooths: neighbouring voxels differ less in the output than in the input.
         self.assertLess(np.abs(np.diff(after, axis=2)).mean(), np.abs(np.diff(before, axis=2)).mean())
         self.delayDisplay("Test passed")

@@ -18,7 +18,7 @@ from moemri.methods.choices import declared_options
 from moemri.methods.options import output_spacing_mm
 from MoEMRILib.module_widget import MoEModuleLogic, MoEModuleWidget
 from MoEMRILib.sample_data import register_sample_data
-from MoEMRILib.self_test import MoEModuleTest, axis_directions, centre_ras, check_task_on_sample
+from MoEMRILib import self_test  # its MoEModuleTest by attribute: unittest would collect an imported TestCase
 
 SPACING_OPTION = "spacing"  # (x, y, z) mm: the output grid, declared by the super-resolution methods
 
@@ -107,18 +107,18 @@ class MoESuperResWidget(MoEModuleWidget):
             getattr(self.ui, f"spacing{axis}SpinBox").enabled = not byScale
 
 
-class MoESuperResTest(MoEModuleTest):
+class MoESuperResTest(self_test.MoEModuleTest):
     TASK = "superres"
     OPTIONS = {SPACING_OPTION: (1.5, 1.5, 1.5)}
     CANCEL_OPTIONS = {SPACING_OPTION: (0.7, 0.7, 0.7)}  # the whole head on a 0.7 mm grid: long enough to cancel
 
     def test_task_on_sample(self):
         spacing = self.OPTIONS[SPACING_OPTION]
-        inputVolume, outputVolume = check_task_on_sample(self, MoESuperResLogic(), (50, 60, 60), (150, 160, 140), spacing=spacing)
+        inputVolume, outputVolume = self_test.check_task_on_sample(self, MoESuperResLogic(), (50, 60, 60), (150, 160, 140), spacing=spacing)
         np.testing.assert_allclose(outputVolume.GetSpacing(), spacing)
         extent = np.array(inputVolume.GetImageData().GetDimensions()) * np.array(inputVolume.GetSpacing())
         np.testing.assert_array_equal(outputVolume.GetImageData().GetDimensions(), np.round(extent / np.array(spacing)))
         # Same physical centre and axes: nothing shifted or flipped.
-        np.testing.assert_allclose(centre_ras(outputVolume), centre_ras(inputVolume), atol=1e-6)
-        np.testing.assert_allclose(axis_directions(outputVolume), axis_directions(inputVolume), atol=1e-12)
+        np.testing.assert_allclose(self_test.centre_ras(outputVolume), self_test.centre_ras(inputVolume), atol=1e-6)
+        np.testing.assert_allclose(self_test.axis_directions(outputVolume), self_test.axis_directions(inputVolume), atol=1e-12)
         self.delayDisplay("Test passed")

@@ -192,7 +192,7 @@ def test_module_file_has_the_template_classes(module):
     assert classes[module] == ["ScriptedLoadableModule"]
     assert classes[f"{module}Widget"] == ["MoEModuleWidget"]
     assert classes[f"{module}Logic"] == ["MoEModuleLogic"]
-    assert classes[f"{module}Test"] == ["MoEModuleTest"]
+    assert classes[f"{module}Test"] == ["self_test.MoEModuleTest"]
     shared = {**_class_bases(REPO / "MoEMRILib" / "module_widget.py"), **_class_bases(REPO / "MoEMRILib" / "self_test.py")}
     assert "ScriptedLoadableModuleWidget" in shared["MoEModuleWidget"]
     assert shared["MoEModuleLogic"] == ["ScriptedLoadableModuleLogic"]

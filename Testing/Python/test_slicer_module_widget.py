@@ -214,3 +214,14 @@ def test_an_old_slicer_is_told_the_minimum_version(scene, modules, monkeypatch):
     widget.setup()
     assert modules.warnings and "5.8" in modules.warnings[0]
     widget.cleanup()  # the widget observes the scene until then
+
+
+def test_slicers_test_runner_collects_each_modules_own_test_case_only(modules):
+    # slicer.testing.runUnitTest loads the module's tests with unittest's loader (the ctest of
+    # each module's Testing/Python): the shared base must not be collected and run on its own.
+    for name in ("MoEDenoise", "MoESuperRes"):
+        suite = unittest.TestLoader().loadTestsFromModule(getattr(modules, name))
+        cases = {type(test).__name__: test for group in suite for test in group}
+        assert set(cases) == {f"{name}Test"}
+        names = sorted(test._testMethodName for group in suite for test in group)
+        assert names == ["test_background_and_cancel", "test_overlay_and_compare", "test_task_on_sample"]

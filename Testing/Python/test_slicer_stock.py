@@ -29,7 +29,7 @@ def test_self_tests_use_methods_a_stock_slicer_runs():
 
 STOCK_SLICER = textwrap.dedent("""
     import importlib.abc, importlib.util, sys
-    MISSING = {"dipy", "sklearn", "ants", "nibabel", "skimage"}
+    MISSING = {"dipy", "sklearn", "ants", "nibabel", "skimage", "matplotlib", "tqdm"}
 
     class NotInSlicer(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):

@@ -39,8 +39,6 @@ CORE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `mo
 TERMINATE_GRACE_S = 1.0  # after this, a child that ignores the polite request is killed
 _DETAIL_LINES = 40  # how much of the child's output an unexpected failure shows
 
-RunnerEvent = RunEvent  # the name the Slicer helpers and tests used before the move into the core
-
 
 def default_python() -> str:
     """PythonSlicer where it is on the PATH (inside Slicer: the Python that sees Slicer's packages;
