@@ -46,7 +46,7 @@ By the MoE-MRI team on the Slicer scripted-module template (J-C. Fillion-Robin, 
 PerkLab; S. Pieper, Isomics), with the methods of the N-SMoE, sparse MoE DnCNN, REMIx and MoEDiff-SR
 papers. Sample head: MNI ICBM 152 2009a nonlinear symmetric T1 (McConnell Brain Imaging Centre).
 """
-        icon = os.path.join(os.path.dirname(self.parent.path), "Resources", "Icons", "MoESuperRes.png")
+        icon = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons", "MoESuperRes.png")
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
 
