@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import re
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -137,8 +138,9 @@ class PipInstall:
     def start(self) -> "PipInstall":
         self._folder = Path(tempfile.mkdtemp(prefix="moemri-pip-"))
         constraints = self._folder / "constraints.txt"
-        constraints.write_text(constraints_text())
-        log.info("installing %s, keeping %s", self.plan.requirement, constraints_text().split())
+        pins = constraints_text()
+        constraints.write_text(pins)
+        log.info("installing %s, keeping %s", self.plan.requirement, pins.split())
         with open(self._folder / "pip.log", "wb") as out:
             self._process = subprocess.Popen(pip_command(self.python, self.plan.requirement, constraints),
                                              stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -158,8 +160,6 @@ class PipInstall:
             self.returncode = code
             self._output.close()
             self._output = None
-            import shutil
-
             shutil.rmtree(self._folder, ignore_errors=True)
         return new
 
