@@ -27,7 +27,7 @@ test: data browser
 	$(BIN)/python -m pytest Testing/Python -q
 
 web: $(STAMP)
-	$(BIN)/moemri web --sample
+	$(BIN)/moemri-web --sample
 
 bench-denoise: data
 	$(BIN)/moemri bench denoise --out bench-denoise.md

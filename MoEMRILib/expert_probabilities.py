@@ -5,39 +5,22 @@ every voxel: a 4-D (expert, z, y, x) array on the output grid. Slicer shows 3-D 
 each expert's map becomes its own vtkMRMLScalarVolumeNode, coloured by a ramp from transparent to
 the expert's legend colour: picked as the foreground layer, it shows where that expert dominates.
 
-The core's `Volume` holds 3-D arrays only, so the 4-D stack arrives either as an object with a 4-D
-`array` and the grid's `spacing`, `origin` and `direction` (what the core documents), or as a list
-of 3-D Volumes in expert order (what the background process returns); both are accepted.
+Both forms of the stack (a list of 3-D Volumes, or a 4-D array) are read by the core's
+`moemri.methods.expert_probabilities.probability_volumes`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from moemri.errors import InputError
 from moemri.methods.base import Expert, MethodResult
-from moemri.volume import Volume
+from moemri.methods.expert_probabilities import probability_volumes
+
+from .volume_nodes import update_node_from_volume
 
 PROBABILITY_REFERENCE = "MoEMRIExpertProbability"  # output node -> probability nodes, in expert order
 EXPERT_LABEL_ATTRIBUTE = "MoEMRI.expertLabel"
 RAMP_COLOR_ATTRIBUTE = "MoEMRI.probabilityColors"
 RAMP_STEPS = 256
-
-
-def probability_volumes(result: MethodResult) -> list[Volume]:
-    """One 3-D probability Volume per expert of `result`, in the order of `result.experts`."""
-    stack = result.expert_probabilities
-    if stack is None:
-        return []
-    if isinstance(stack, (list, tuple)):
-        volumes = list(stack)
-    else:
-        array = np.asarray(stack.array)
-        if array.ndim != 4:
-            raise InputError(f"expert probabilities must be a 4-D (expert, z, y, x) array, not {array.ndim}-D")
-        volumes = [Volume(array[e], stack.spacing, stack.origin, stack.direction) for e in range(array.shape[0])]
-    if len(volumes) != len(result.experts):
-        raise InputError(f"{len(volumes)} expert probability maps for {len(result.experts)} experts")
-    return volumes
 
 
 def probability_color_table(expert: Expert, scene, colorNode=None):
@@ -65,8 +48,6 @@ def show_expert_probabilities(result: MethodResult, outputNode, labels=None) -> 
     Nodes made by an earlier run for the same output node are reused (found through the output
     node's references), so a rerun does not pile up volumes. Returns {expert label: node}.
     """
-    from .volume_nodes import update_node_from_volume  # here: the worker imports this file without Slicer
-
     volumes = probability_volumes(result)
     if not volumes:
         return {}

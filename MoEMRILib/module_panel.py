@@ -1,6 +1,6 @@
 """The panel behaviour both modules share: pickers, options, Apply/Cancel with a background
 process, progress, result. Needs the Slicer application (qt); the testable work lives in
-processing_logic, process_runner, method_choices, method_options and the MRML helpers.
+processing_logic, the core's background run, method choices and options, and the MRML helpers.
 
 Each module's Widget keeps Slicer's template shape (loads its .ui, owns the parameter node) and
 hands this class its `ui`, the processing logic, the option names it handles with its own
@@ -17,18 +17,19 @@ import qt
 import slicer
 from moemri.errors import MoEMRIError
 
-from .dependencies import offer_install, plan_for_module, plan_for_reason
-from .method_choices import MethodChoice, available_devices, method_blurb, methods_for_task, selection_text
-from .method_options import generic_options, stored_options, with_option
+from .dependencies import PipInstall, confirm_install, install_torch, plan_for_module, plan_for_reason
+from moemri.methods.choices import MethodChoice, available_devices, device_note, method_blurb, methods_for_task, resolve_device, selection_text
+from moemri.methods.options import generic_options, stored_options, with_option
 from .option_widgets import OptionControls
 from .processing_logic import result_summary, result_warnings
 from .result_views import ResultViews
 from .volume_nodes import input_node_problem, volume_view_from_node
-from .worker_protocol import MissingPackage, WorkerError
+from moemri.background.protocol import MissingPackage, RunCallbacks, WorkerError
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_MS = 100  # progress a few times a second; Cancel reacts within a poll
+LOG_LINES = 2000  # the log panel keeps the last lines of the runs and installs
 # options_for(parameterNode, methodName) -> method options from the module's own controls
 OptionsFromParameters = Callable[[Any, str], dict]
 
@@ -43,6 +44,8 @@ class MoEModulePanel:
         self.handled_options = tuple(handled_options)
         self.parameterNode = None
         self.job = None  # the BackgroundRun in progress, if any
+        self.install = None  # the PipInstall in progress, if any
+        self._afterInstall = None  # what to do once it has succeeded
         self.request = None
         self.runParameterNode = None  # the run's settings, even if the user leaves the module meanwhile
         self._choices: dict[str, MethodChoice] = {}
@@ -53,12 +56,15 @@ class MoEModulePanel:
         self.timer = qt.QTimer()
         self.timer.setInterval(POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
+        self.runEvents = RunCallbacks(self.onRunProgress, self.onRunWarning, self.onRunLog)
 
         self.ui.methodComboBox.connect("currentIndexChanged(int)", self.onMethodChanged)
         self.ui.expertsComboBox.connect("currentIndexChanged(int)", self.onExpertsChanged)
         self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onDeviceChanged)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyOrCancel)
         self.ui.progressBar.hide()
+        self.ui.logTextEdit.setMaximumBlockCount(LOG_LINES)
+        self.ui.logTextEdit.setReadOnly(True)
         self.fillPickers()
 
     # Pickers -------------------------------------------------------------------------------
@@ -109,8 +115,7 @@ class MoEModulePanel:
             if choice is not None:
                 experts = pn.experts if pn.experts in choice.expert_counts else choice.default_experts
                 self.ui.expertsComboBox.currentIndex = self.ui.expertsComboBox.findData(experts)
-            deviceIndex = self.ui.deviceComboBox.findData(pn.device)
-            self.ui.deviceComboBox.currentIndex = deviceIndex if deviceIndex >= 0 else 0
+            self._showDevice(pn.device)
             self.ui.deviceComboBox.enabled = choice is not None and not choice.info.classical
             if self._shown.get("options") != pn.methodOptions:
                 self._shown["options"] = pn.methodOptions
@@ -120,6 +125,18 @@ class MoEModulePanel:
             self._updating = False
         self.results.update()
         self.checkCanApply()
+
+    def _showDevice(self, device: str) -> None:
+        """The device that will really run: a saved scene's device this computer lacks shows as
+        the CPU it falls back to, with a tooltip that says so (the parameter node keeps the saved
+        device, so the scene still asks for the GPU on a computer that has it)."""
+        combo = self.ui.deviceComboBox
+        index = combo.findData(device)
+        note = device_note(device)
+        if index < 0:
+            index = combo.findData(resolve_device(device))
+        combo.currentIndex = index if index >= 0 else 0
+        combo.toolTip = note or "Where learned methods run: auto picks a CUDA GPU, else Apple's mps, else the CPU."
 
     def _showMethod(self, choice: MethodChoice | None) -> None:
         pn = self.parameterNode
@@ -172,6 +189,10 @@ class MoEModulePanel:
     def checkCanApply(self) -> None:
         if self.job is not None:
             return  # the button is Cancel while a run is in progress
+        if self.install is not None:
+            self.ui.applyButton.enabled = False
+            self.ui.applyButton.toolTip = f"Installing {self.install.plan.requirement}: see the log."
+            return
         problem = self.applyProblem()
         self.ui.applyButton.enabled = problem is None
         self.ui.applyButton.toolTip = problem or f"Run the selected method ({self.task}) on the input volume."
@@ -194,15 +215,16 @@ class MoEModulePanel:
     def onApplyOrCancel(self, *unused) -> None:
         if self.job is not None:
             self.cancel()
-        else:
+        elif self.install is None:
             self.start()
 
     def start(self) -> None:
         pn = self.parameterNode
         choice = self._choices.get(pn.method)
-        if choice is not None and choice.unavailable and not self._installFor(plan_for_reason(choice.unavailable), choice):
-            slicer.util.errorDisplay(f"{choice.label} cannot run here: {choice.unavailable}", windowTitle=self.title)
-            return
+        if choice is not None and choice.unavailable:
+            if not self._installFor(plan_for_reason(choice.unavailable), choice):
+                slicer.util.errorDisplay(f"{choice.label} cannot run here: {choice.unavailable}", windowTitle=self.title)
+            return  # an install runs in the background; Apply runs again once it has succeeded
         try:
             options = {**stored_options(pn.methodOptions, pn.method, self.handled_options), **self.options_for(pn, pn.method)}
             self.request = self.processing.prepare(pn.inputVolume, pn.outputVolume, self.task, pn.method,
@@ -218,6 +240,7 @@ class MoEModulePanel:
             slicer.util.errorDisplay(f"{self.title} could not start: {error}", windowTitle=self.title)
             return
         self._setRunning(True)
+        self.appendLog(f"--- {self.title}: {pn.method} on {pn.inputVolume.GetName()} ({self.request.device})")
         self.timer.start()
 
     def cancel(self) -> None:
@@ -225,22 +248,19 @@ class MoEModulePanel:
         if self.job is None:
             return
         self.job.cancel()
+        self.appendLog(f"--- cancelled after {self.job.seconds:.1f} s")
         self._ended()
         slicer.util.showStatusMessage(f"{self.title}: cancelled", 3000)
 
     def onPoll(self) -> None:
+        if self.install is not None:
+            self._pollInstall()
+            return
         job = self.job
         if job is None:
             self.timer.stop()
             return
-        for event in job.poll():
-            if event.kind == "progress":
-                self.ui.progressBar.value = int(round(100 * event.fraction))
-                self.ui.progressBar.format = f"{event.stage}: %p%"
-            else:
-                log.warning("%s: %s", self.title, event.text)
-                slicer.util.showStatusMessage(f"{self.title}: {event.text}", 5000)
-        if job.running:
+        if job.pump(self.runEvents):
             return
         request, runParameterNode = self.request, self.runParameterNode
         self._ended()
@@ -249,7 +269,25 @@ class MoEModulePanel:
         elif job.state == "failed":
             self._fail(job.error)
 
+    def onRunProgress(self, fraction: float, stage: str) -> None:
+        self.ui.progressBar.value = int(round(100 * fraction))
+        self.ui.progressBar.format = f"{stage}: %p%"
+
+    def onRunWarning(self, text: str) -> None:
+        log.warning("%s: %s", self.title, text)
+        self.appendLog(f"Warning: {text}")
+        slicer.util.showStatusMessage(f"{self.title}: {text}", 5000)
+
+    def onRunLog(self, line: str) -> None:
+        log.debug("%s: %s", self.title, line)
+        self.appendLog(line)
+
+    def appendLog(self, text: str) -> None:
+        """A line in the log panel (the worker's and pip's output, stages, warnings)."""
+        self.ui.logTextEdit.appendPlainText(text)
+
     def _finish(self, request, job, pn) -> None:
+        self.appendLog(f"--- finished in {job.seconds:.1f} s")
         try:
             self.processing.finish(request, job.result, job.seconds)
         except Exception as error:
@@ -264,11 +302,11 @@ class MoEModulePanel:
             self.results.showResult()
 
     def _fail(self, error) -> None:
+        self.appendLog(f"--- failed: {error}")
         if isinstance(error, MissingPackage):
             choice = self._choices.get(self.parameterNode.method) if self.parameterNode else None
             if self._installFor(plan_for_module(error.module), choice):
-                self.start()  # the package is there now: run again
-                return
+                return  # the run starts again once the package is installed
         if isinstance(error, WorkerError):
             log.error("%s failed: %s\n%s", self.title, error, error.details)
             slicer.util.errorDisplay(f"{self.title} failed: {error}", windowTitle=self.title, detailedText=error.details)
@@ -276,13 +314,64 @@ class MoEModulePanel:
             slicer.util.errorDisplay(str(error), windowTitle=f"{self.title}: cannot run")
 
     def _installFor(self, plan, choice) -> bool:
-        if plan is None:
+        """Offer to install what the method misses; True if an install was started (Apply runs
+        again once it has succeeded). pip runs in a background process, so Slicer stays usable."""
+        if plan is None or not confirm_install(plan, choice.label if choice else self.title):
             return False
-        installed = offer_install(plan, choice.label if choice else self.title)
-        if installed:
-            self.fillPickers()  # availability may have changed
-            self.updateFromParameterNode()
-        return installed
+        if plan.kind == "pytorch":  # the PyTorch extension's own installer
+            try:
+                with slicer.util.WaitCursor():
+                    install_torch()
+            except Exception as error:
+                log.exception("installing PyTorch failed")
+                slicer.util.errorDisplay(f"Installing PyTorch failed: {error}", windowTitle=self.title, detailedText=str(error))
+                return True  # the user was told; nothing more to do
+            self._installed()
+            return True
+        try:
+            self.install = PipInstall(plan).start()
+        except OSError as error:
+            slicer.util.errorDisplay(f"Could not start pip: {error}", windowTitle=self.title)
+            return True
+        self.appendLog(f"--- installing {plan.requirement} (numpy, SciPy, SimpleITK and VTK are kept)")
+        self._setInstalling(True)
+        self.timer.start()
+        return True
+
+    def _pollInstall(self) -> None:
+        install = self.install
+        for line in install.poll():
+            self.appendLog(line)
+        if install.running:
+            return
+        self.install = None
+        self.timer.stop()
+        self._setInstalling(False)
+        if install.succeeded:
+            self.appendLog(f"--- {install.plan.requirement} installed")
+            self._installed()
+        else:
+            tail = "\n".join(install.lines[-20:])
+            slicer.util.errorDisplay(f"Installing {install.plan.requirement} failed (pip exit code {install.returncode}); "
+                                     "see the log panel.", windowTitle=self.title, detailedText=tail)
+
+    def _installed(self) -> None:
+        self.fillPickers()  # availability has changed
+        self.updateFromParameterNode()
+        pn = self.parameterNode
+        choice = self._choices.get(pn.method) if pn is not None else None
+        if choice is not None and choice.unavailable:  # installed, yet not enough: say so, do not ask again
+            slicer.util.errorDisplay(f"{choice.label} still cannot run here: {choice.unavailable}", windowTitle=self.title)
+        elif pn is not None:
+            self.start()
+
+    def _setInstalling(self, installing: bool) -> None:
+        self.ui.progressBar.visible = installing
+        self.ui.progressBar.setRange(0, 0 if installing else 100)  # busy: pip tells no fraction
+        self.ui.progressBar.format = f"installing {self.install.plan.requirement}" if installing else "%p%"
+        if installing:
+            self.ui.logCollapsibleButton.collapsed = False  # pip's output is all there is to see
+        self.checkCanApply()
 
     def _setRunning(self, running: bool) -> None:
         for section in (self.ui.inputsCollapsibleButton, self.ui.optionsCollapsibleButton, self.ui.outputsCollapsibleButton):

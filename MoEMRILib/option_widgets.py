@@ -14,7 +14,7 @@ import qt
 
 from moemri.methods.base import OptionSpec
 
-from .method_options import coerce, format_value
+from moemri.methods.options import coerce, format_value
 
 log = logging.getLogger(__name__)
 

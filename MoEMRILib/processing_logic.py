@@ -4,7 +4,7 @@ Three steps, so the panel can run the middle one in a background process:
 - `prepare` checks the nodes, the method, the expert count and the options, and copies the input
   voxels; it adds nothing to the scene, so a refusal or a Cancel leaves the scene as it was;
 - the method runs: `run` (through the injected `runner`, in-process by default) or `start`
-  (a `process_runner.BackgroundRun` that the caller polls);
+  (a `moemri.background.run.BackgroundRun` that the caller polls);
 - `finish` writes the result nodes: output volume, expert map (a label map with named colours),
   one probability volume per expert where the method gives them, and a summary in the output
   node's attributes.
@@ -27,7 +27,7 @@ from moemri.volume import Volume
 
 from .expert_overlay import show_expert_map
 from .expert_probabilities import show_expert_probabilities
-from .method_choices import check_task, picker_label, resolve_device
+from moemri.methods.choices import check_task, picker_label, resolve_device
 from .volume_nodes import check_input_node, input_node_problem, update_node_from_volume
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class MoEProcessingLogic:
 
     def start(self, request: ProcessingRequest, python: str | None = None, temp_root=None):
         """Start the prepared request in a background process; poll the returned BackgroundRun."""
-        from .process_runner import BackgroundRun
+        from moemri.background.run import BackgroundRun
 
         return BackgroundRun(request.method, request.volume, experts=request.experts, device=request.device,
                              options=request.options, python=python, temp_root=temp_root).start()

@@ -25,6 +25,7 @@ class ResultViews:
         self._legendKey = None
         self._overlaysKey = None
         self._updating = False
+        self._layoutBefore = None  # the arrangement Compare replaced, restored by a second press or on leaving
         ui.overlayComboBox.connect("currentIndexChanged(int)", self.onOverlayChanged)
         ui.showExpertMapCheckBox.connect("toggled(bool)", self.showOverlay)
         ui.expertMapOpacitySliderWidget.connect("valueChanged(double)", self.showOverlay)
@@ -131,11 +132,35 @@ class ResultViews:
         if pn is None or pn.inputVolume is None or pn.outputVolume is None:
             slicer.util.errorDisplay("Run the method first: there is no result to compare yet.")
             return
-        layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()
-        compare_views.set_compare_layout(layoutNode)
+        if self._layoutBefore is not None and self.restoreLayout():
+            return  # a second press: back to the layout the user had
+        self._layoutBefore = compare_views.set_compare_layout(_layoutNode())
+        self.ui.compareButton.text = "Restore layout"
         pn.fade = 1.0  # the right view starts on the result; the slider fades it back to the input
         compare_views.show_before_after(slicer.mrmlScene, pn.inputVolume, pn.outputVolume, fade=pn.fade)
         slicer.util.resetSliceViews()
         compare_views.match_slice_views(slicer.mrmlScene)  # fitting may differ per view: start equal
         if self.ui.showExpertMapCheckBox.checked and pn.expertMapVolume is not None:
             compare_views.set_label_layer(slicer.mrmlScene, pn.expertMapVolume, self.ui.expertMapOpacitySliderWidget.value)
+
+    def restoreLayout(self) -> bool:
+        """Give back the layout Compare replaced, unless the user has changed it since; True if
+        it was restored."""
+        before, self._layoutBefore = self._layoutBefore, None
+        self.ui.compareButton.text = "Compare before/after"
+        if before is None:
+            return False
+        layoutNode = _layoutNode()
+        if layoutNode is None or layoutNode.GetViewArrangement() != compare_views.SIDE_BY_SIDE_LAYOUT:
+            return False
+        layoutNode.SetViewArrangement(before)
+        return True
+
+    def forgetLayout(self) -> None:
+        """The scene is closing: its layout is the application's again."""
+        self._layoutBefore = None
+        self.ui.compareButton.text = "Compare before/after"
+
+
+def _layoutNode():
+    return slicer.app.layoutManager().layoutLogic().GetLayoutNode()

@@ -1,8 +1,11 @@
-"""Checks both modules' self-tests (ScriptedLoadableModuleTest, "Reload and Test") run inside a
-real Slicer: the background process, Cancel, the expert overlay and the compare layout.
+"""Both modules' self-tests (ScriptedLoadableModuleTest, "Reload and Test"), run inside a real
+Slicer: `MoEModuleTest` runs the module's own check of its task on the sample head, then the
+background process, Cancel, the expert overlay and the compare layout.
 
-Each function takes the running unittest.TestCase (for its asserts and delayDisplay), works on a
-small crop of the sample head and leaves its nodes in the scene for a look afterwards. The plain
+The methods are the classical ones a stock Slicer can run (no DIPY, scikit-learn or ANTs: see
+dependencies.stock_classical_method). Each check takes the running unittest.TestCase (for its
+asserts and delayDisplay), works on a small crop of the sample head and leaves its nodes in the
+scene for a look afterwards. The plain
 Python tests (Testing/Python/test_slicer_*.py) check the same on slicer-core without the
 application; these add what only Slicer has: PythonSlicer as the worker's Python, the layout
 manager and the views.
@@ -15,17 +18,52 @@ import numpy as np
 import vtk
 
 import slicer
+from moemri.background.run import default_python
 from moemri.methods.base import Expert, MethodResult
+from moemri.volume import crop_volume
+from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
 from . import compare_views
+from .dependencies import stock_classical_method
 from .expert_overlay import legend_from_nodes
-from .method_choices import methods_for_task
 from .processing_logic import MoEProcessingLogic
-from .process_runner import default_python
 from .sample_data import sample_volume_path
-from .volume_nodes import crop_volume, update_node_from_volume, volume_from_node
+from .volume_nodes import update_node_from_volume, volume_from_node
 
 CANCEL_WITHIN_S = 1.5  # the issue asks for a second; a little slack for a loaded test machine
+SMALL_CROP = ((50, 60, 60), (150, 160, 124), 2)  # start, stop (i, j, k voxels of the 1 mm head), step
+WHOLE_HEAD = ((0, 0, 0), (197, 233, 189), 1)  # long enough to cancel mid-run
+
+
+class MoEModuleTest(ScriptedLoadableModuleTest):
+    """The module's self-test: `test_task_on_sample` (the module's own check of its task), then
+    the shared checks with the module's TASK and method options."""
+
+    TASK = ""
+    OPTIONS: dict = {}  # method options of every run (super-resolution: the output grid)
+    CANCEL_OPTIONS: dict = {}  # for the whole-head run that is cancelled (default: OPTIONS)
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        for test in (self.test_task_on_sample, self.test_background_and_cancel, self.test_overlay_and_compare):
+            self.setUp()
+            test()
+
+    def test_task_on_sample(self):
+        raise NotImplementedError("the module's self-test checks its task here (see check_task_on_sample)")
+
+    def test_background_and_cancel(self):
+        method = stock_classical_method(self.TASK)
+        check_background_run(self, self.TASK, sample_crop(*SMALL_CROP, "small crop"), method, self.OPTIONS)
+        check_cancel(self, self.TASK, sample_crop(*WHOLE_HEAD, "whole head"), method, self.CANCEL_OPTIONS or self.OPTIONS)
+        self.delayDisplay("Test passed")
+
+    def test_overlay_and_compare(self):
+        small = sample_crop(*SMALL_CROP, "small crop")
+        check_overlay_and_compare(self, self.TASK, small, stock_classical_method(self.TASK), self.OPTIONS)
+        self.delayDisplay("Test passed")
 
 
 def sample_crop(start, stop, step: int, name: str):
@@ -56,16 +94,26 @@ def axis_directions(node) -> np.ndarray:
     return m / np.linalg.norm(m, axis=0)
 
 
-def fast_classical_method(task: str) -> str:
-    """The registry's first available classical method of the task (the self-test names none)."""
-    classical = [c.name for c in methods_for_task(task) if c.info.classical and not c.unavailable]
-    if not classical:
-        raise AssertionError(f"no classical {task} method is available")
-    return classical[0]
+def check_task_on_sample(test, logic, start, stop, step: int = 2, **process_kwargs):
+    """The module's logic on a crop of the sample with a stock-Slicer method: a finite result
+    that names its method, and the input's voxels and geometry untouched. Returns (input, output)
+    nodes for the module's own checks."""
+    test.delayDisplay("Loading the sample head")
+    inputVolume = sample_crop(start, stop, step, "sample crop")
+    inputBefore, matrixBefore = slicer.util.arrayFromVolume(inputVolume).copy(), ijk_to_ras(inputVolume)
+    method = stock_classical_method(logic.TASK)
+    test.delayDisplay(f"{logic.TASK} with {method}")
+    outputVolume = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{logic.TASK} result")
+    logic.process(inputVolume, outputVolume, method, **process_kwargs)
+    test.assertTrue(np.isfinite(slicer.util.arrayFromVolume(outputVolume)).all())
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(inputVolume), inputBefore)
+    np.testing.assert_array_equal(ijk_to_ras(inputVolume), matrixBefore)
+    test.assertEqual(outputVolume.GetAttribute("MoEMRI.method"), method)
+    return inputVolume, outputVolume
 
 
 def check_background_run(test, task: str, inputNode, method: str, options: dict) -> None:
-    """The background process (PythonSlicer running worker.py) gives the in-process result."""
+    """The background process (PythonSlicer running moemri.background.worker) gives the in-process result."""
     logic = MoEProcessingLogic()
     test.delayDisplay(f"{method} in a background process ({default_python()})")
     request = logic.prepare(inputNode, None, task, method, options=options)

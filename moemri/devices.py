@@ -1,6 +1,7 @@
 """Which torch device a learned method runs on, and what it does when the GPU runs out of memory.
 
-`resolve_device("auto")` takes CUDA when torch sees a GPU, else the CPU. `run_with_memory_fallback`
+`resolve_device("auto")` takes CUDA when torch sees a GPU, else Apple's GPU (`mps`) where torch has
+it, else the CPU. `run_with_memory_fallback`
 wraps a tiled run: on CUDA out-of-memory it retries with half the tile memory budget, a few times,
 then on the CPU, and says in the result's metadata what it ended up doing.
 """
@@ -27,7 +28,9 @@ def resolve_device(name: str | None = "auto"):
 
     key = (name or "auto").strip().lower()
     if key == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if _mps_available(torch) else "cpu")
     if key == "cpu":
         return torch.device("cpu")
     if key == "cuda" or key.startswith("cuda:"):
@@ -42,10 +45,15 @@ def resolve_device(name: str | None = "auto"):
                 raise InputError(f"device '{name}' does not exist: torch sees {count} CUDA GPU(s), cuda:0..cuda:{count - 1}")
         return torch.device(key)
     if key == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        if not _mps_available(torch):
             raise InputError("device 'mps' was asked for, but this torch has no Apple GPU support here; use 'auto' or 'cpu'")
         return torch.device("mps")
     raise InputError(f"unknown device '{name}'; use one of {', '.join(KNOWN)}")
+
+
+def _mps_available(torch) -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
 
 
 def default_budget_bytes(device) -> int:

@@ -1,7 +1,7 @@
 """Test doubles of registry methods for the Slicer-side tests, and a check of the doubles.
 
 This file imports no Slicer: the background worker re-creates these methods in its own process
-from their class (see MoEMRILib.process_runner.method_source), as it would a plugin's method.
+from their class (see moemri.background.protocol.method_source), as it would a plugin's method.
 Register them with the `fake_methods` fixture of test_slicer_fixtures (monkeypatched, so the
 registry is clean again after each test).
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -87,6 +88,9 @@ class SlowDenoiser:
 
     def run(self, volume, *, experts=None, device="auto", progress=no_progress, options=None):
         opts = resolve_options(self.info, options)
+        # What a library prints: the log panel shows it (stdout chatter and stderr alike).
+        print("slow test method: warming up", flush=True)
+        print("slow test method: a note on stderr", file=sys.stderr, flush=True)
         started = time.monotonic()
         while time.monotonic() - started < opts["seconds"]:
             progress((time.monotonic() - started) / max(opts["seconds"], 1e-6), "working")
@@ -145,7 +149,24 @@ class SelectingSuperRes:
         return MethodResult(out, metadata={"device": "cpu", "selected_expert": f"{round(max(volume.spacing))} mm"})
 
 
-ALL_FAKES = (FakeGatedDenoiser, SlowDenoiser, FailingDenoiser, SelectingSuperRes)
+class NeedsPackageDenoiser:
+    """Unavailable until its 'package' is installed (PACKAGE_VARIABLE set, in this process and the
+    worker's): the panel offers the install, then runs it."""
+
+    PACKAGE_VARIABLE = "MOEMRI_TEST_FAKE_PACKAGE_INSTALLED"
+    info = MethodInfo(name="test-needs-package-denoise", task="denoise", title="Needs a package (test double)",
+                      description="test double", reference="none", classical=True)
+
+    def availability(self):
+        if os.environ.get(self.PACKAGE_VARIABLE):
+            return None
+        return "needs the optional package dipy, which 3D Slicer does not bundle: pip install dipy"
+
+    def run(self, volume, *, experts=None, device="auto", progress=no_progress, options=None):
+        return MethodResult(volume.with_array(volume.array.astype(np.float32)), metadata={"device": "cpu"})
+
+
+ALL_FAKES = (FakeGatedDenoiser, SlowDenoiser, FailingDenoiser, SelectingSuperRes, NeedsPackageDenoiser)
 
 
 def test_fakes_follow_the_method_interface():
@@ -157,4 +178,4 @@ def test_fakes_follow_the_method_interface():
     np.testing.assert_allclose(result.expert_probabilities.array.sum(axis=0), 1.0, rtol=1e-5)
     assert SelectingSuperRes().describe_selection(volume) == "the expert for 5 mm slices will be used"
     for cls in ALL_FAKES:
-        assert cls.info.name.startswith("test-") and cls().availability() is None
+        assert cls.info.name.startswith("test-") and (cls().availability() is None) == (cls is not NeedsPackageDenoiser)

@@ -18,7 +18,8 @@ vtk = pytest.importorskip("vtk")
 # MoEMRILib is not an installed package: in Slicer it sits beside the modules, here at the root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from MoEMRILib.volume_nodes import crop_volume, update_node_from_volume, volume_from_node  # noqa: E402
+from MoEMRILib.volume_nodes import update_node_from_volume, volume_from_node  # noqa: E402
+from moemri.volume import crop_volume  # noqa: E402
 from moemri.methods import registry  # noqa: E402
 
 import test_slicer_fakes  # noqa: E402

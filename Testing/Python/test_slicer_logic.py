@@ -19,11 +19,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from MoEMRILib import compare_views  # noqa: E402
 from MoEMRILib.expert_overlay import COLOR_TABLE_ATTRIBUTE, expert_legend, make_expert_color_table, show_expert_map  # noqa: E402
-from MoEMRILib.method_choices import expert_counts_for, methods_for_task, noise_option_name, picker_label  # noqa: E402
+from moemri.methods.choices import expert_counts_for, methods_for_task, noise_option_name, picker_label  # noqa: E402
 from MoEMRILib.processing_logic import MoEProcessingLogic, new_output_node, result_summary, result_warnings, run_in_process  # noqa: E402
 from MoEMRILib.volume_nodes import (  # noqa: E402
     check_input_node,
-    crop_volume,
     ijk_to_ras_matrix,
     input_node_problem,
     update_node_from_volume,
@@ -31,7 +30,7 @@ from MoEMRILib.volume_nodes import (  # noqa: E402
 )
 from moemri.errors import InputError  # noqa: E402
 from moemri.methods.base import Expert, MethodInfo, MethodResult  # noqa: E402
-from moemri.volume import Volume  # noqa: E402
+from moemri.volume import Volume, crop_volume  # noqa: E402
 from test_slicer_fakes import EXPERT_COLORS  # noqa: E402
 from test_slicer_fixtures import crop_node as _crop_node  # noqa: E402
 from test_slicer_fixtures import fake_methods, head_crop, sample_loaded, sample_node, scene  # noqa: E402,F401  (fixtures, by name)

@@ -12,12 +12,12 @@ from MoEMRILib.expert_overlay import expert_legend, legend_from_nodes  # noqa: E
 from MoEMRILib.expert_probabilities import (  # noqa: E402
     PROBABILITY_REFERENCE,
     probability_nodes,
-    probability_volumes,
     show_expert_probabilities,
 )
 from MoEMRILib.processing_logic import MoEProcessingLogic, expert_map_node_of  # noqa: E402
 from moemri.errors import InputError  # noqa: E402
 from moemri.methods.base import Expert, MethodResult  # noqa: E402
+from moemri.methods.expert_probabilities import probability_volumes  # noqa: E402
 from moemri.volume import Volume  # noqa: E402
 from test_slicer_fakes import EXPERT_COLORS, StackedVolume  # noqa: E402
 from test_slicer_fixtures import fake_methods, head_crop, matrix, sample_loaded, sample_node, scene, small_crop  # noqa: E402,F401

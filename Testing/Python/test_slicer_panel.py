@@ -18,9 +18,10 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from MoEMRILib.method_options import stored_options, with_option  # noqa: E402
+from moemri.methods.options import stored_options, with_option  # noqa: E402
 from MoEMRILib.processing_logic import MoEProcessingLogic  # noqa: E402
 from moemri.methods.registry import get_method  # noqa: E402
+from test_slicer_fakes import NeedsPackageDenoiser  # noqa: E402
 from test_slicer_fixtures import fake_methods, sample_loaded, sample_node, scene, small_crop  # noqa: E402,F401
 from test_slicer_logic import slice_views  # noqa: E402
 
@@ -164,6 +165,21 @@ class FormLayout:
         del self.rows[row]
 
 
+class PlainTextEdit(Widget):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.lines, self.readOnly, self.maximumBlockCount = [], False, 0
+
+    def appendPlainText(self, text):
+        self.lines.append(text)
+
+    def setReadOnly(self, on):
+        self.readOnly = on
+
+    def setMaximumBlockCount(self, count):
+        self.maximumBlockCount = count
+
+
 class TableItem(Widget):
     def __init__(self, text=""):
         super().__init__()
@@ -189,7 +205,7 @@ FAKE_QT = types.SimpleNamespace(
     QColor=lambda *rgb: rgb, Qt=types.SimpleNamespace(ToolTipRole=3),
 )
 WIDGET_CLASSES = {"QComboBox": ComboBox, "QCheckBox": CheckBox, "QTableWidget": Table, "ctkSliderWidget": ValueWidget,
-                  "QDoubleSpinBox": ValueWidget, "QSpinBox": ValueWidget}
+                  "QDoubleSpinBox": ValueWidget, "QSpinBox": ValueWidget, "QPlainTextEdit": PlainTextEdit}
 
 
 def ui_from_file(module):
@@ -210,7 +226,7 @@ def panel_module(monkeypatch):
     monkeypatch.setattr(slicer.util, "showStatusMessage", lambda text, ms=0: calls["status"].append(text))
     monkeypatch.setattr(slicer.util, "setSliceViewerLayers", lambda **kw: calls["layers"].append(kw))
     monkeypatch.setattr(slicer.util, "resetSliceViews", lambda: None)
-    monkeypatch.setattr(module_panel, "offer_install", lambda plan, why: False)  # the user declines
+    monkeypatch.setattr(module_panel, "confirm_install", lambda plan, why: False)  # the user declines
     module_panel.calls = calls
     yield module_panel
     for name in ("MoEMRILib.module_panel", "MoEMRILib.result_views", "MoEMRILib.option_widgets"):
@@ -284,6 +300,8 @@ def test_panel_runs_a_mixture_of_experts_and_shows_its_experts(scene, small_crop
     assert all(c.GetForegroundVolumeID() == pn.outputVolume.GetID() for c in composites.values())
 
     layout_node = keep[0]
+    layout_before = layout_node.GetViewArrangement()
+    assert layout_before != compare_views.SIDE_BY_SIDE_LAYOUT
     monkeypatch.setattr(slicer, "app", types.SimpleNamespace(layoutManager=lambda: types.SimpleNamespace(
         layoutLogic=lambda: types.SimpleNamespace(GetLayoutNode=lambda: layout_node))), raising=False)
     ui.compareButton.emit("clicked(bool)", False)
@@ -291,6 +309,12 @@ def test_panel_runs_a_mixture_of_experts_and_shows_its_experts(scene, small_crop
     assert composites["Red"].GetForegroundVolumeID() is None and composites["Yellow"].GetLinkedControl() == 1
     ui.fadeSliderWidget.value = 0.3
     assert composites["Yellow"].GetForegroundOpacity() == pytest.approx(0.3)
+    ui.compareButton.emit("clicked(bool)", False)  # a second press gives back the layout Compare replaced
+    assert layout_node.GetViewArrangement() == layout_before and ui.compareButton.text == "Compare before/after"
+    ui.compareButton.emit("clicked(bool)", False)
+    layout_node.SetViewArrangement(slicer.vtkMRMLLayoutNode.SlicerLayoutOneUp3DView)  # the user moves on
+    assert not panel.results.restoreLayout()  # leaving the module keeps the user's own choice
+    assert layout_node.GetViewArrangement() == slicer.vtkMRMLLayoutNode.SlicerLayoutOneUp3DView
 
 
 def test_panel_cancel_and_errors(scene, small_crop, fake_methods, panel_module):
@@ -309,6 +333,9 @@ def test_panel_cancel_and_errors(scene, small_crop, fake_methods, panel_module):
     assert panel.job is None and job.state == "cancelled" and ui.applyButton.text == "Apply"
     assert scene.GetNumberOfNodes() == nodes_before and pn.outputVolume is None
     assert panel_module.calls["status"][-1].endswith("cancelled") and panel_module.calls["errors"] == []
+    log_lines = ui.logTextEdit.lines  # the log panel: what the worker printed, and how the run ended
+    assert log_lines[0].startswith("--- MoEDenoise: test-slow-denoise on small crop")
+    assert "slow test method: warming up" in log_lines and log_lines[-1].startswith("--- cancelled after")
 
     pn.method = "test-failing-denoise"  # a user error in the worker: its message in a dialog
     panel.updateFromParameterNode()
@@ -337,3 +364,68 @@ def test_panel_shows_what_the_method_selects_for_the_input(scene, small_crop, fa
     assert ui.selectionLabel.text == "the expert for 3 mm slices will be used" and ui.selectionLabel.visible
     assert sorted(panel.optionControls.controls) == ["seed", "steps"]  # spacing has the module's own controls
     assert [label for label, _ in ui.methodOptionsWidget.layout().rows] == ["Steps:", "Seed:"]
+
+
+def test_panel_shows_the_device_that_will_really_run(scene, small_crop, fake_methods, panel_module, monkeypatch):
+    monkeypatch.setattr(panel_module, "available_devices", lambda: ["auto", "cpu"])
+    import moemri.methods.choices as choices
+
+    monkeypatch.setattr(choices, "available_devices", lambda: ["auto", "cpu"])
+    panel, ui = make_panel(panel_module, "MoEDenoise", "denoise", ("noise_level_percent",))
+    pn = parameter_node(inputVolume=small_crop, method="test-fake-moe-denoise", device="cuda:1")  # saved on a GPU machine
+    panel.setParameterNode(pn)
+    assert ui.deviceComboBox.currentText == "cpu" and "cuda:1" in ui.deviceComboBox.toolTip
+    assert pn.device == "cuda:1"  # the scene still asks for the GPU where there is one
+    pn.device = "auto"
+    panel.updateFromParameterNode()
+    assert ui.deviceComboBox.currentText == "auto" and "mps" in ui.deviceComboBox.toolTip
+
+
+class FakeInstall:
+    """A pip install that prints two lines and 'installs' the test double's package."""
+
+    def __init__(self, plan, install):
+        self.plan, self.install, self.lines, self.returncode, self._polls = plan, install, [], None, 0
+
+    def start(self):
+        return self
+
+    @property
+    def running(self):
+        return self.returncode is None
+
+    @property
+    def succeeded(self):
+        return self.returncode == 0
+
+    def poll(self):
+        self._polls += 1
+        if self._polls == 1:
+            return ["Collecting dipy", "Downloading dipy-1.10.whl"]
+        self.install()
+        self.returncode = 0
+        return ["Successfully installed dipy-1.10"]
+
+
+def test_panel_installs_a_missing_package_in_the_background_then_runs(scene, small_crop, fake_methods, panel_module, monkeypatch):
+    monkeypatch.delenv(NeedsPackageDenoiser.PACKAGE_VARIABLE, raising=False)
+    panel, ui = make_panel(panel_module, "MoEDenoise", "denoise", ("noise_level_percent",))
+    pn = parameter_node(inputVolume=small_crop, method="test-needs-package-denoise")
+    panel.setParameterNode(pn)
+    ui.applyButton.emit("clicked(bool)", False)  # the user declines (the fixture's answer): the reason, nothing else
+    assert "dipy" in panel_module.calls["errors"][-1][0] and panel.install is None and panel.job is None
+
+    asked = []
+    monkeypatch.setattr(panel_module, "confirm_install", lambda plan, why: asked.append(plan) or True)
+    installed = lambda: monkeypatch.setenv(NeedsPackageDenoiser.PACKAGE_VARIABLE, "1")  # noqa: E731
+    monkeypatch.setattr(panel_module, "PipInstall", lambda plan: FakeInstall(plan, installed))
+    ui.applyButton.emit("clicked(bool)", False)
+    assert asked[-1].requirement == "dipy" and panel.install is not None and panel.timer.active
+    assert not ui.applyButton.enabled and ui.progressBar.visible  # the GUI is not blocked: it polls
+    panel.onPoll()
+    assert ui.logTextEdit.lines[-1] == "Downloading dipy-1.10.whl"
+    panel.onPoll()  # pip has finished: the pickers are refilled and the run starts
+    assert panel.install is None and panel.job is not None
+    run_to_end(panel)
+    assert pn.outputVolume is not None and len(panel_module.calls["errors"]) == 1
+    assert "--- dipy installed" in ui.logTextEdit.lines

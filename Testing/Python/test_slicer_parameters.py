@@ -26,8 +26,8 @@ slicer = pytest.importorskip("slicer")
 
 from MoEMRILib import sample_data  # noqa: E402
 from MoEMRILib.dependencies import plan_for_module, plan_for_reason  # noqa: E402
-from MoEMRILib.method_choices import methods_for_task, selection_text  # noqa: E402
-from MoEMRILib.method_options import coerce, generic_options, load_store, output_spacing_mm, stored_options, with_option  # noqa: E402
+from moemri.methods.choices import methods_for_task, selection_text  # noqa: E402
+from moemri.methods.options import coerce, generic_options, load_store, output_spacing_mm, stored_options, with_option  # noqa: E402
 from moemri.methods.base import OptionSpec  # noqa: E402
 from moemri.methods.registry import get_method  # noqa: E402
 from test_slicer_fixtures import fake_methods, scene  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""The background process runner for real: a child Python running MoEMRILib/worker.py on a small
+"""The background process runner for real: a child Python running moemri.background.worker on a small
 crop of the real head, polled without threads as the panel's timer does.
 
 Each test starts one child (about half a second of start-up); the test doubles run in the child
@@ -13,8 +13,8 @@ import pytest
 
 slicer = pytest.importorskip("slicer")
 
-from MoEMRILib.process_runner import BackgroundProcessRunner, BackgroundRun  # noqa: E402
-from MoEMRILib.worker_protocol import MissingPackage, WorkerError, method_source  # noqa: E402
+from moemri.background.run import BackgroundProcessRunner, BackgroundRun  # noqa: E402
+from moemri.background.protocol import MissingPackage, WorkerError, method_source  # noqa: E402
 from MoEMRILib.processing_logic import MoEProcessingLogic, result_warnings  # noqa: E402
 from moemri.errors import Cancelled, InputError  # noqa: E402
 from test_slicer_fixtures import fake_methods, registered, sample_loaded, sample_node, scene, small_crop  # noqa: E402,F401
@@ -93,10 +93,14 @@ def test_cancel_stops_the_worker_within_a_second_and_leaves_no_trace(scene, smal
     nodes_before = scene.GetNumberOfNodes()
     request = logic.prepare(small_crop, None, "denoise", "test-slow-denoise", options={"seconds": 30})
     job = logic.start(request, temp_root=tmp_path)
-    deadline = time.monotonic() + 20
-    while not any(e.stage == "working" for e in job.poll()):  # the method itself is running
+    deadline, events = time.monotonic() + 20, []
+    while not any(e.stage == "working" for e in events):  # the method itself is running
         assert job.running and time.monotonic() < deadline, job.error
+        events += job.poll()
         time.sleep(0.02)
+    events += job.poll()
+    logged = [e.text for e in events if e.kind == "log"]  # the method's prints, for the log panel
+    assert "slow test method: warming up" in logged and "slow test method: a note on stderr" in logged
 
     started = time.monotonic()
     job.cancel()

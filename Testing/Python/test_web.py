@@ -1,4 +1,4 @@
-"""`moemri web` end to end: the trame-slicer app on localhost, driven by headless Chromium.
+"""The web demo (`moemri-web`) end to end: the trame-slicer app on localhost, driven by headless Chromium.
 
 One server (a subprocess on a free port, the sample head's 2 mm demo crop, lossless PNG frames)
 and one browser serve the end-to-end tests, which run in file order and share the page: a
@@ -94,7 +94,7 @@ def _needs_web():
 
 def test_option_fields_round_trip_through_the_registry_specs():
     pytest.importorskip("slicer")
-    from moemri.web import choices
+    from MoEWeb import choices
 
     fields = {f["name"]: f for f in choices.option_fields("windowed-sinc")}
     assert fields["spacing"]["kind"] == "floats"
@@ -115,7 +115,7 @@ def test_option_fields_round_trip_through_the_registry_specs():
 def test_extra_methods_register_once_and_refuse_a_bad_entry(monkeypatch):
     pytest.importorskip("slicer")
     from moemri.methods import registry
-    from moemri.web.plugins import register_extra_methods
+    from MoEWeb.plugins import register_extra_methods
 
     monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS) or {m.info.name: m for m in registry.all_methods()})
     assert register_extra_methods("test_web:StripedExperts") == ["test-web-striped-moe"]
@@ -127,7 +127,7 @@ def test_extra_methods_register_once_and_refuse_a_bad_entry(monkeypatch):
 
 def test_demo_input_is_a_small_crop_and_degrades_reproducibly(sample_path):
     pytest.importorskip("slicer")
-    from moemri.web.inputs import InputRecipe, prepare_input
+    from MoEWeb.inputs import InputRecipe, prepare_input
 
     noisy = prepare_input(InputRecipe(str(sample_path), crop=True, task="denoise", noise_percent=5))
     again = prepare_input(InputRecipe(str(sample_path), crop=True, task="denoise", noise_percent=5))
@@ -143,10 +143,7 @@ def test_demo_input_is_a_small_crop_and_degrades_reproducibly(sample_path):
 def test_run_control_polls_until_the_end_and_cancels():
     import asyncio
 
-    from moemri.web.paths import use_moemrilib
-    from moemri.web.run_control import RunControl
-
-    use_moemrilib()
+    from MoEWeb.run_control import RunControl
 
     class FakeRun:
         def __init__(self, polls):
@@ -157,12 +154,16 @@ def test_run_control_polls_until_the_end_and_cancels():
             return self.state == "running"
 
         def poll(self):
-            from MoEMRILib.process_runner import RunnerEvent
+            from moemri.background.protocol import RunEvent
 
             self.polls -= 1
             if self.polls <= 0:
                 self.state = "finished"
-            return [RunnerEvent("progress", 0.5, "half way")]
+            return [RunEvent("progress", 0.5, "half way")]
+
+        def pump(self, callbacks):
+            callbacks.deliver(self.poll())
+            return self.running
 
         def cancel(self):
             self.state, self.cancelled = "cancelled", True
@@ -219,7 +220,7 @@ def server():
            "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")])}
     log = open(ARTIFACTS / "server.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "moemri.web.app", "--port", str(port), "--sample", "--demo-crop", "--encoder", "png"],
+        [sys.executable, "-m", "MoEWeb.app", "--port", str(port), "--sample", "--demo-crop", "--encoder", "png"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/index.html"
     deadline = time.monotonic() + SERVER_START_S
@@ -473,7 +474,7 @@ def test_super_resolution_in_the_coronal_view(page):
     _set_state(page, slice_factor=3)
     _wait_for(lambda: "3x thicker slices" in _text(page, "#input-text"), "the thick-slice input")
     from moemri.methods.registry import get_method
-    from MoEMRILib.method_choices import picker_label  # importable once moemri.web is
+    from moemri.methods.choices import picker_label
 
     _choose(page, "method-select", picker_label(get_method("linear").info))
     _wait_for(lambda: page.evaluate("window.trame.state.get('method')") == "linear", "the linear method")

@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="denoising method (default: the best available)")
     p.add_argument("--device", default="auto")
 
-    # Listed for --help; `main` hands `moemri web ...` to the web app before parsing.
+    # Listed for --help; `main` hands `moemri web ...` to the web demo's moemri-web before parsing.
     _sub(sub, "web", "teaching demo in the browser (needs the web extra: pip install -e '.[web]')")
     return parser
 
@@ -250,12 +250,25 @@ COMMANDS = {
 }
 
 
+WEB_SCRIPT = "moemri-web"  # the web demo's own command (MoEWeb, beside the Slicer modules)
+
+
+def run_front_end(script: str, argv: list[str]) -> int:
+    """Hand over to a front end installed beside the core, found by its console-script entry
+    point: the core never imports a front end (they import Slicer code)."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group="console_scripts") if ep.name == script]
+    if not found:
+        print(f"moemri: {script} is not installed: pip install -e '.[web]'", file=sys.stderr)
+        return 69
+    return found[0].load()(argv)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "web":  # the web app parses its own options (host, port, input)
-        from ..web.app import main as web_main
-
-        return web_main(argv[1:])
+    if argv and argv[0] == "web":  # the web demo parses its own options (host, port, input)
+        return run_front_end(WEB_SCRIPT, argv[1:])
     args = build_parser().parse_args(argv)
     previous = _raise_on_sigterm()
     try:

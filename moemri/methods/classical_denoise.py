@@ -34,6 +34,11 @@ class NonLocalMeansRician:
     )
 
     def availability(self) -> str | None:
+        from importlib.util import find_spec
+
+        # DIPY is not bundled with 3D Slicer; find_spec, not import: pickers call this on opening.
+        if find_spec("dipy") is None:
+            return "needs the optional package dipy, which 3D Slicer does not bundle: pip install dipy"
         return None
 
     def run(self, volume: Volume, *, experts=None, device="auto", progress=no_progress, options=None) -> MethodResult:

@@ -2,7 +2,7 @@
 
 `MOEMRI_WEB_EXTRA_METHODS="package.module:Name[,other.module:Name]"`: each `Name` is a method class
 (instantiated without arguments) or a method object. The background worker re-creates it in its
-own process from the class (MoEMRILib.worker_protocol.method_source), so the module must be
+own process from the class (moemri.background.protocol.method_source), so the module must be
 importable by path: a top-level module in a folder, or a package.
 """
 from __future__ import annotations

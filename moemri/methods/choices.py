@@ -1,12 +1,12 @@
-"""What the pickers offer: methods from the registry, their expert counts, devices, and the
-text a method can show about an input before it runs.
+"""What a front end's pickers offer: methods from the registry, their expert counts, devices, and
+the text a method can show about an input before it runs.
 
 Everything comes from `moemri.methods.registry`; no method is named here, so a method added to
-the core appears in both modules without a change on the Slicer side.
+the core appears in the Slicer modules and the web demo without a change there.
 
 Optional hook for a method object: `describe_selection(volume) -> str`. A method that picks
 something from the input itself (REMIx picks the expert trained for the input's slice spacing)
-implements it, and the panel shows the text as soon as the input changes, before Apply. It gets
+implements it, and a front end shows the text as soon as the input changes, before Apply. It gets
 a `Volume` whose voxels are a read-only view (it must not keep or change them) and should be fast.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from moemri.errors import MoEMRIError
-from moemri.methods.base import NOISE_LEVEL_OPTION, MethodInfo
-from moemri.methods.registry import all_methods, get_method
+from ..errors import MoEMRIError
+from .base import NOISE_LEVEL_OPTION, MethodInfo
+from .registry import all_methods, get_method
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +129,22 @@ def available_devices() -> list[str]:
     return devices + ["cpu"]
 
 
-def resolve_device(device: str) -> str:
+def device_note(device: str) -> str | None:
+    """What a front end should say when `device` (e.g. from a saved scene) is not on this computer."""
+    actual = resolve_device(device, warn=False)
+    if actual == (device or "auto"):
+        return None
+    return f"The scene asks for {device}, which this computer does not have: the method runs on {actual}."
+
+
+def resolve_device(device: str, warn: bool = True) -> str:
     """The device to ask for: one this machine lacks (a scene saved on a GPU workstation) falls
     back to the CPU with a warning. Out-of-memory fallback happens in the core, during the run."""
     device = device or "auto"
     if device in ("auto", "cpu"):
         return device
     if device not in available_devices():
-        log.warning("device %s is not available here; running on the CPU instead", device)
+        if warn:
+            log.warning("device %s is not available here; running on the CPU instead", device)
         return "cpu"
     return device

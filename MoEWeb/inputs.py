@@ -11,14 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from MoEMRILib.volume_nodes import update_node_from_volume
 from moemri.io import read_volume
-from moemri.volume import Volume
-
-from .paths import use_moemrilib
-
-use_moemrilib()
-
-from MoEMRILib.volume_nodes import crop_volume, update_node_from_volume  # noqa: E402
+from moemri.volume import Volume, crop_volume
 
 # The demo crop: every other voxel of a central box of at most this many voxels (x, y, z), e.g.
 # 88 x 96 x 64 voxels of 2 mm from the 1 mm sample: real anatomy, quick on a laptop's CPU.

@@ -7,14 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .paths import use_moemrilib
+from MoEMRILib import compare_views
+from MoEMRILib.expert_overlay import expert_legend
 
-use_moemrilib()
-
-from MoEMRILib import compare_views  # noqa: E402
-from MoEMRILib.expert_overlay import expert_legend  # noqa: E402
-
-from .views import AFTER  # noqa: E402
+from .views import AFTER
 
 # Grey levels of both views from the input's 0.5th..99.5th percentile: the same window on input
 # and result, so a change in brightness is the method's, not the display's.

@@ -1,11 +1,14 @@
-"""Runs one registry method on a volume file, in a process of its own: the far end of process_runner.
+"""Runs one registry method on a volume file, in a process of its own: the far end of run.py.
 
-    python worker.py REQUEST.json        (in Slicer the python is PythonSlicer)
+    python -m moemri.background.worker REQUEST.json        (in Slicer the python is PythonSlicer)
 
-It imports only the core (`moemri`), never Slicer or qt. The request (written by process_runner):
+It imports only the core (`moemri`), never Slicer or qt; the parent puts the folder holding the
+core (and that of a method registered from outside it) on the child's PYTHONPATH. The request
+(written by run.py):
     {"task", "method", "experts", "device", "options", "input": "<.nrrd>", "output_dir": "<folder>",
      "method_source": {"module", "qualname", "path"} or null}
-Protocol on stdout, one JSON object per line (anything else on stdout is a library's chatter):
+Protocol on stdout, one JSON object per line (anything else on stdout is a library's chatter,
+shown in the log panel with the child's stderr; the parent decodes it in protocol.py):
     {"progress": 0.4, "stage": "denoising"}
     {"warning": "CUDA out of memory: retrying with 64-voxel tiles"}    (also kept in the metadata)
     {"done": true}                                   result files are complete in output_dir
@@ -28,14 +31,6 @@ from pathlib import Path
 
 PROTOCOL_VERSION = 1
 _THROTTLE_S = 0.05  # a method may report thousands of tiles; the panel needs a few updates a second
-
-
-def _use_core_beside_this_folder() -> None:
-    # Run as a script, sys.path[0] is MoEMRILib/ itself; the core sits one folder up in both the
-    # source tree and the installed qt-scripted-modules folder.
-    here = str(Path(__file__).resolve().parent)
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(here)]
-    sys.path.insert(0, str(Path(here).parent))
 
 
 def emit(message: dict) -> None:
@@ -81,13 +76,11 @@ def _method_from_source(name: str, source: dict | None):
     """Register a method that lives outside moemri (a plugin, a test double) in this process."""
     import importlib
 
-    from moemri.methods import registry
+    from ..methods import registry
 
     registry.all_methods()  # the built-in methods first
     if source is None or name in {m.info.name for m in registry.all_methods()}:
         return
-    if source.get("path"):
-        sys.path.insert(0, source["path"])
     module = importlib.import_module(source["module"])  # importing may register it
     if name not in {m.info.name for m in registry.all_methods()}:
         method_class = module
@@ -97,7 +90,7 @@ def _method_from_source(name: str, source: dict | None):
 
 
 def _write(volume, path: Path, dtype=None) -> str:
-    from moemri.io import write_volume
+    from ..io import write_volume
 
     array = volume.array
     if dtype is None:
@@ -111,7 +104,7 @@ def _save(result, output_dir: Path, warnings: list[str]) -> None:
     if result.expert_map is not None:
         files["expert_map"] = _write(result.expert_map, output_dir / "expert_map.nrrd", dtype="int16")
     if result.expert_probabilities is not None:
-        from MoEMRILib.expert_probabilities import probability_volumes  # imports no Slicer
+        from ..methods.expert_probabilities import probability_volumes
 
         for expert, volume in zip(result.experts, probability_volumes(result)):
             files["probabilities"].append(_write(volume, output_dir / f"probability_{expert.label}.nrrd", dtype="float32"))
@@ -136,8 +129,8 @@ def run(request_path: Path) -> int:
     warnings = _WarningLines()
     logging.getLogger("moemri").addHandler(warnings)
     try:
-        from moemri import api
-        from moemri.io import read_volume
+        from .. import api
+        from ..io import read_volume
 
         emit({"progress": 0.0, "stage": "loading the input"})
         _method_from_source(request["method"], request.get("method_source"))
@@ -156,7 +149,7 @@ def run(request_path: Path) -> int:
 
 
 def _report(error: Exception) -> int:
-    from moemri.errors import MoEMRIError
+    from ..errors import MoEMRIError
 
     message = {"error": str(error) or type(error).__name__, "kind": type(error).__name__}
     if isinstance(error, MoEMRIError):
@@ -170,7 +163,6 @@ def _report(error: Exception) -> int:
 
 
 if __name__ == "__main__":
-    _use_core_beside_this_folder()
     if len(sys.argv) != 2:
         sys.stderr.write(__doc__)
         sys.exit(2)

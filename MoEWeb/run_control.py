@@ -1,14 +1,17 @@
 """One background run at a time, polled from the trame event loop.
 
-The method runs in a child process (MoEMRILib.process_runner.BackgroundRun, started by
-MoEProcessingLogic.start); an asyncio task polls it a few times a second, so the page stays
-responsive, progress reaches the browser while it runs, and Cancel stops the child.
+The method runs in a child process (moemri.background.run.BackgroundRun, started by
+MoEProcessingLogic.start); an asyncio task pumps its events into the page's callbacks a few times
+a second, so the page stays responsive, progress reaches the browser while it runs, and Cancel
+stops the child.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
+
+from moemri.background.protocol import RunCallbacks
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +40,8 @@ class RunControl:
             raise RuntimeError("a run is already in progress; cancel it first")
         self.request = request
         self.run = self.logic.start(request, python=self.python)
-        self._task = asyncio.ensure_future(self._watch(self.run, on_progress, on_warning, on_end))
+        callbacks = RunCallbacks(on_progress, on_warning, lambda line: log.debug("worker: %s", line))
+        self._task = asyncio.ensure_future(self._watch(self.run, callbacks, on_end))
         return self.run
 
     def cancel(self) -> bool:
@@ -53,16 +57,10 @@ class RunControl:
         if self._task is not None:
             await self._task
 
-    async def _watch(self, run, on_progress, on_warning, on_end) -> None:
+    async def _watch(self, run, callbacks, on_end) -> None:
         try:
-            while run.running:
-                for event in run.poll():
-                    if event.kind == "progress":
-                        on_progress(event.fraction, event.stage)
-                    else:
-                        on_warning(event.text)
-                if run.running:
-                    await asyncio.sleep(self.interval_s)
+            while run.pump(callbacks):
+                await asyncio.sleep(self.interval_s)
         except asyncio.CancelledError:  # the server is shutting down: do not leave the child behind
             run.cancel()
             raise

@@ -14,11 +14,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, SliceView, ViewLayoutDefinition
 from vtkmodules.vtkCommonCore import vtkCommand
 
-from .paths import use_moemrilib
-
-use_moemrilib()
-
-from MoEMRILib import compare_views  # noqa: E402
+from MoEMRILib import compare_views
 
 BEFORE = compare_views.BEFORE_VIEW
 AFTER = compare_views.AFTER_VIEW

@@ -1,18 +1,14 @@
 """What the pickers offer, as plain data for the page: tasks, methods, expert counts and the
-method options as generic fields. Everything comes from the registry through
-MoEMRILib.method_choices and method_options, so a method added to the core (or registered by a
+method options as generic fields. Everything comes from the registry through the core's
+moemri.methods.choices and moemri.methods.options, so a method added to the core (or registered by a
 plugin) appears here without a change.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from .paths import use_moemrilib
-
-use_moemrilib()
-
-from MoEMRILib.method_choices import TASKS, methods_for_task, selection_text  # noqa: E402
-from MoEMRILib.method_options import coerce, format_value, generic_options  # noqa: E402
+from moemri.methods.choices import TASKS, methods_for_task, selection_text
+from moemri.methods.options import coerce, format_value, generic_options
 
 TASK_TITLES = {"denoise": "Denoising", "superres": "Super-resolution"}
 

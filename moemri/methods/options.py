@@ -1,11 +1,11 @@
-"""Method options shown as generic controls, and how their values live in the parameter node.
+"""Method options as a front end edits them: checked values, text, and a JSON store by method.
 
-A method declares its options as `OptionSpec`s. Each module handles a few itself (the noise level
-for denoising, the output spacing for super-resolution); the panel builds a control for every
-other one (steps and seed of a diffusion model, patch radius of non-local means, ...). A
-`@parameterNodeWrapper` class has fixed fields, so these values are kept in one string field as
-JSON, keyed by method: switching methods keeps each method's settings, and a saved scene
-restores them.
+A method declares its options as `OptionSpec`s. A front end handles a few itself (the Slicer
+modules: the noise level for denoising, the output spacing for super-resolution) and shows a
+generic control for every other one (steps and seed of a diffusion model, patch radius of
+non-local means, ...). Slicer's `@parameterNodeWrapper` class has fixed fields, so the modules keep
+these values in one string field as JSON, keyed by method (`load_store`, `stored_options`,
+`with_option`): switching methods keeps each method's settings, and a saved scene restores them.
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ import json
 import logging
 from typing import Any, Iterable
 
-from moemri.methods.base import OptionSpec
-
-from .method_choices import declared_options
+from .base import OptionSpec
+from .choices import declared_options
 
 log = logging.getLogger(__name__)
 

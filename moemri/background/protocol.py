@@ -1,15 +1,88 @@
 """The parent's half of the worker protocol (the child's half and the protocol itself: worker.py):
-where the worker finds a method registered outside moemri, what an error line becomes, and the
-result files read back into a MethodResult.
+what a line of the worker's output means, where the worker finds a method registered outside
+moemri, what an error line becomes, and the result files read back into a MethodResult.
+
+Every front end (the Slicer panel, `BackgroundRun.wait`, the web demo) receives the run's
+progress, warnings and log lines the same way: `RunEvent`s from `read_events`, handed to a
+`RunCallbacks` by `RunCallbacks.deliver`. Nothing else decodes the worker's output.
 """
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from moemri import errors
-from moemri.methods.base import Expert, MethodResult
+from .. import errors
+from ..methods.base import Expert, MethodResult, no_progress
+
+PROGRESS, WARNING, LOG = "progress", "warning", "log"
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """What a running worker reported: its progress, a warning for the user, or a line of its
+    output (a library's chatter, the stderr of the child) for the log panel."""
+
+    kind: str  # PROGRESS, WARNING or LOG
+    fraction: float = 0.0
+    stage: str = ""
+    text: str = ""
+
+
+def _ignore(text: str) -> None:
+    pass
+
+
+@dataclass
+class RunCallbacks:
+    """Where a front end wants the events of a run: progress(fraction, stage), warning(text), log(line)."""
+
+    progress: Callable[[float, str], None] = no_progress
+    warning: Callable[[str], None] = _ignore
+    log: Callable[[str], None] = _ignore
+
+    def deliver(self, events) -> None:
+        for event in events:
+            if event.kind == PROGRESS:
+                self.progress(event.fraction, event.stage)
+            elif event.kind == WARNING:
+                self.warning(event.text)
+            else:
+                self.log(event.text)
+
+
+@dataclass
+class WorkerState:
+    """What the worker's protocol lines said so far, beyond the events: the end, or a failure."""
+
+    fraction: float = 0.0
+    stage: str = "starting"
+    done: bool = False
+    failure: dict | None = None
+
+
+def read_events(lines, state: WorkerState, source: str = "stdout") -> list[RunEvent]:
+    """The events of the worker's new output `lines` (stdout: protocol lines and chatter; stderr:
+    log lines only); updates `state` with the progress, the end or the failure they report."""
+    events = []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        message = json_line(line.strip()) if source == "stdout" else None
+        if message is None:
+            if line.strip():
+                events.append(RunEvent(LOG, state.fraction, state.stage, line))
+        elif "progress" in message:
+            state.fraction, state.stage = float(message["progress"]), str(message.get("stage", ""))
+            events.append(RunEvent(PROGRESS, state.fraction, state.stage, f"{state.stage}: {100 * state.fraction:.0f} %"))
+        elif "warning" in message:
+            events.append(RunEvent(WARNING, state.fraction, state.stage, str(message["warning"])))
+        elif "error" in message:
+            state.failure = message
+        elif message.get("done"):
+            state.done = True
+    return events
 
 
 class WorkerError(RuntimeError):
@@ -34,7 +107,7 @@ def load_result(folder: Path) -> MethodResult:
     an expert map is a label map, and a probability map may be constant)."""
     import SimpleITK as sitk
 
-    from moemri.io import volume_from_sitk
+    from ..io import volume_from_sitk
 
     folder = Path(folder)
     description = json.loads((folder / "result.json").read_text())

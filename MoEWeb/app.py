@@ -1,4 +1,4 @@
-"""`moemri web`: the application object and its command line.
+"""`moemri-web`: the application object and its command line.
 
 State names the page binds (ui.py) and what changes them:
 - input: source ("sample"/"file"), input_path, noise_percent (denoising), slice_factor
@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from .paths import WebSetupError, check_web_packages, prefer_egl, sample_path, use_moemrilib
+from .setup import WebSetupError, check_web_packages, prefer_egl, sample_path
 
 BEFORE, AFTER = "Red", "Yellow"  # the views' names, as MoEMRILib.compare_views calls them
 
@@ -353,7 +353,7 @@ def _message(error) -> str:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="moemri web",
+        prog="moemri-web",
         description="Try the methods in a browser: the sample head or a file, any registered method, "
                     "input and result side by side with the expert map.",
     )
@@ -378,13 +378,12 @@ def main(argv=None) -> int:
     os.environ.setdefault("TRAME_ARGS", "")
     try:
         check_web_packages()
-        use_moemrilib()
         if args.input and not Path(args.input).is_file():
             raise WebSetupError(f"{args.input}: file not found")
         _APP = MoEWebApp(input_path=str(Path(args.input).resolve()) if args.input else None,
                          crop=args.demo_crop, rca_encoder=args.encoder)
     except WebSetupError as error:
-        print(f"moemri web: {error}", file=sys.stderr)
+        print(f"moemri-web: {error}", file=sys.stderr)
         return 2
     print("MoE-MRI web demo starting (Ctrl+C stops it); open the address below in a browser", flush=True)
     _APP.start(host=args.host, port=args.port)
