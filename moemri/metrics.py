@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from sklearn.cluster import KMeans
 
 from .volume import Volume
 
@@ -16,7 +15,6 @@ SSIM_SIGMA_VOXELS = 1.5  # Wang et al. 2004: Gaussian window, sigma 1.5
 SSIM_TRUNCATE = 3.5  # window radius 3.5 sigma (~5 voxels): an 11-wide window as in the paper
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 TISSUES = ("CSF", "GM", "WM")  # labels 1, 2, 3: T1 order, darkest to brightest
-_HISTOGRAM_BINS = 1024
 
 
 def reference_peak(reference, mask=None) -> float:
@@ -101,13 +99,9 @@ def tissue_dice(reference, result, mask=None) -> dict[str, float]:
 
 
 def _kmeans_centroids(values: np.ndarray) -> np.ndarray:
-    counts, edges = np.histogram(values, bins=_HISTOGRAM_BINS)
-    centres = ((edges[:-1] + edges[1:]) / 2)[counts > 0].reshape(-1, 1)
-    start = np.percentile(values, [20, 50, 80]).reshape(-1, 1)
-    if len(centres) < 3:  # a (nearly) constant image has no three classes to find
-        return np.sort(start.ravel())
-    kmeans = KMeans(n_clusters=3, init=start, n_init=1).fit(centres, sample_weight=counts[counts > 0])
-    return np.sort(kmeans.cluster_centers_.ravel())
+    from .histogram_kmeans import histogram_kmeans
+
+    return histogram_kmeans(values, 3, start_percentiles=[20, 50, 80])
 
 
 def _array(x) -> np.ndarray:

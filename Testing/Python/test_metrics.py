@@ -69,3 +69,19 @@ def test_tissue_dice_is_one_for_identical_images_and_drops_with_noise(head_and_m
     assert same == {"CSF": 1.0, "GM": 1.0, "WM": 1.0, "mean": 1.0}
     noisy = tissue_dice(volume, add_rician(volume, 9, seed=0)[0], mask)
     assert 0.3 < noisy["mean"] < 0.95
+
+
+def test_histogram_kmeans_matches_scikit_learn_on_a_real_head(sample_volume):
+    """The NumPy histogram k-means (what runs in a stock Slicer) finds scikit-learn's centroids."""
+    from sklearn.cluster import KMeans
+
+    from moemri.histogram_kmeans import histogram_kmeans
+    from moemri.masks import head_mask
+
+    values = sample_volume.array[head_mask(sample_volume.array)].astype(np.float64)
+    counts, edges = np.histogram(values, bins=1024)
+    centres = ((edges[:-1] + edges[1:]) / 2)[counts > 0].reshape(-1, 1)
+    for k, start in ((3, [20, 50, 80]), (4, np.linspace(10, 90, 4))):
+        ours = histogram_kmeans(values, k, start_percentiles=start)
+        fit = KMeans(n_clusters=k, init=np.percentile(values, start).reshape(-1, 1), n_init=1).fit(centres, sample_weight=counts[counts > 0])
+        assert np.allclose(ours, np.sort(fit.cluster_centers_.ravel()), rtol=1e-3), (ours, fit.cluster_centers_)

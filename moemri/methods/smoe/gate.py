@@ -26,7 +26,6 @@ PATCH = 48
 STRIDE = 20
 SEGMENT_CLASSES = 4
 SEGMENT_SMOOTHING_VOXELS = 1.0
-_HISTOGRAM_BINS = 1024
 
 
 def patch_starts(length: int, patch: int = PATCH, stride: int = STRIDE) -> np.ndarray:
@@ -145,21 +144,14 @@ def segment_classes(array: np.ndarray, mask: np.ndarray, centroids=None, spacing
     """(classes uint8 1..SEGMENT_CLASSES, centroids): k-means intensity classes of the smoothed
     image in the head, darkest first; outside the head, class 1. Deterministic (k-means on the
     histogram, started from fixed percentiles)."""
-    from sklearn.cluster import KMeans
+    from ...histogram_kmeans import histogram_kmeans
 
     del spacing_xyz  # smoothing is in voxels: the classes follow what the network sees per voxel
     smooth = ndimage.gaussian_filter(np.asarray(array, dtype=np.float32), SEGMENT_SMOOTHING_VOXELS)
     mask = np.asarray(mask, dtype=bool)
     values = smooth[mask] if mask.any() else smooth.ravel()
     if centroids is None:
-        counts, edges = np.histogram(values, bins=_HISTOGRAM_BINS)
-        centres = ((edges[:-1] + edges[1:]) / 2)[counts > 0].reshape(-1, 1)
-        start = np.percentile(values, np.linspace(10, 90, SEGMENT_CLASSES)).reshape(-1, 1)
-        if len(centres) < SEGMENT_CLASSES:
-            centroids = np.sort(start.ravel())
-        else:
-            fit = KMeans(n_clusters=SEGMENT_CLASSES, init=start, n_init=1).fit(centres, sample_weight=counts[counts > 0])
-            centroids = np.sort(fit.cluster_centers_.ravel())
+        centroids = histogram_kmeans(values, SEGMENT_CLASSES)
     centroids = np.sort(np.asarray(centroids, dtype=np.float64))
     thresholds = (centroids[:-1] + centroids[1:]) / 2
     classes = np.ones(smooth.shape, np.uint8)
