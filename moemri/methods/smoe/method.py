@@ -100,7 +100,7 @@ class SMoEPatch(_SMoE):
         title="Sparse MoE denoiser, patch gate (DnCNN experts)",
         description="DnCNN experts (own last three layers) chosen per 48x48 patch by a gate on anatomy (tissue, edges, depth); K = 1 is the one-expert control.",
         reference=REFERENCE,
-        expert_counts=(1, 2, 4, 8),
+        expert_counts=(1, 4),  # K = 2 and 8 follow when their runs are trained (make train-smoe resumes)
         default_experts=4,
         spatial_dims=2,
         has_expert_map=True,
