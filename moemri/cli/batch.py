@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from ..errors import InputError, MethodUnavailable
+from ..errors import InputError
 
 EXAMPLE = """examples:
   moemri batch denoise ds001 ds001/derivatives/moemri --method smoe-patch --suffix T1w --workers 2
@@ -77,12 +76,10 @@ def _pairs(pairs: list[str], flag: str) -> dict:
 
 
 def cmd_batch(args) -> int:
-    from ..batch import dataset, engine, inputs, report
-    from ..batch.identity import run_identity, weights_files
-    from ..batch.worker import RunSpec
-    from ..methods.registry import get_method
+    from ..batch import report
+    from ..batch.cohort import run_cohort
 
-    task, method = args.task, args.method
+    task = args.task
     options = _pairs(args.option, "--option")
     if args.noise_level is not None:
         if task != "denoise":
@@ -96,52 +93,17 @@ def cmd_batch(args) -> int:
         options["scale"] = args.scale
     elif args.spacing is not None:
         options["spacing"] = list(args.spacing)
-    reason = get_method(method, task).availability()
-    if reason:
-        raise MethodUnavailable(f"{method}: {reason}")
-    identity = run_identity(task, method, args.experts, options)
-
-    input_root, output_root = Path(args.input), Path(args.output)
-    bids = inputs.is_bids(input_root) if args.layout == "auto" else args.layout == "bids"
-    inputs.check_roots(input_root, output_root, bids)
-    with_map = not args.no_expert_map
-    if bids:
-        items = inputs.bids_items(
-            input_root, output_root, task, subjects=args.subject, sessions=args.session, suffixes=args.suffix,
-            filters=_pairs(args.filter, "--filter"), with_map=with_map,
-        )
-    else:
-        items = inputs.folder_items(input_root, output_root, task, args.glob, with_map=with_map)
-    if not items:
-        what = f"suffix {' '.join(args.suffix)}" if bids else f"files matching {args.glob}"
-        raise InputError(f"no volumes in {input_root} ({what})")
-    output_root.mkdir(parents=True, exist_ok=True)
-    if bids:
-        dataset.write_dataset_description(output_root, input_root, identity, weights_files(method, task), args.overwrite)
-    workers = args.workers or None
-    local = not (args.scheduler or args.jobqueue)
-    # Local: cores shared out among the workers; elsewhere one thread per task unless told.
-    threads = args.threads_per_worker or (engine.default_threads(workers or (os.cpu_count() or 1)) if local else 1)
-    spec = RunSpec(
-        identity=identity,
-        device=args.device,
-        torch_threads=threads,
-        write_expert_map=with_map,
-        report_dir=output_root / report.REPORT_DIR,
-        bids=bids,
-        sources_prefix="bids:raw:" if bids else str(input_root.resolve()) + "/",
+    records = run_cohort(
+        task, args.input, args.output, args.method, experts=args.experts, options=options, layout=args.layout,
+        pattern=args.glob, subjects=args.subject, sessions=args.session, suffixes=args.suffix,
+        filters=_pairs(args.filter, "--filter"), with_map=not args.no_expert_map, device=args.device,
+        overwrite=args.overwrite, workers=args.workers, torch_threads=args.threads_per_worker, scheduler=args.scheduler,
+        jobqueue=args.jobqueue, jobqueue_options=_pairs(args.jobqueue_option, "--jobqueue-option"), jobs=args.jobs,
+        worker_retries=args.retries, show_progress=not args.no_progress,
     )
-    print(f"{len(items)} volumes from {input_root} ({'BIDS' if bids else 'folder'}) -> {output_root}; {method}, experts {identity['experts']}")
-    with engine.dask_client(
-        workers=workers, torch_threads=threads, scheduler=args.scheduler, jobqueue=args.jobqueue,
-        jobqueue_options=_pairs(args.jobqueue_option, "--jobqueue-option"), jobs=args.jobs, worker_retries=args.retries,
-    ) as client:
-        records = engine.run_batch(client, items, spec, overwrite=args.overwrite, show_progress=not args.no_progress)
-    tsv = report.write_tsv(records, output_root / "batch-report.tsv")
-    page = report.write_html(records, output_root / "batch-report.html", f"moemri batch {task} {method}: {input_root}")
     for r in records:
         if r["status"] == "failed":
             print(f"  failed {r['key']}: {r.get('reason', '')}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(report.counts(records).items()))
-    print(f"{summary}; report {tsv} and {page}")
+    print(f"{summary}; report {Path(args.output) / 'batch-report.tsv'} and .html")
     return 1 if any(r["status"] == "failed" for r in records) else 0
