@@ -15,26 +15,12 @@ PART_PREFIX = ".part-"
 
 
 def part_name(final: Path, tag: str) -> Path:
-    """The temporary sibling of `final`; every name derived from it (an expert map's .ctbl/.json)
-    keeps the prefix, so `publish_parts` can strip it again."""
+    """The hidden temporary sibling of `final`."""
     return final.with_name(f"{PART_PREFIX}{tag}-{final.name}")
 
 
 def new_tag() -> str:
     return uuid.uuid4().hex[:10]
-
-
-def final_name(part: Path) -> Path:
-    """Inverse of `part_name`: `.part-<tag>-name` -> `name`."""
-    if not part.name.startswith(PART_PREFIX):
-        raise ValueError(f"{part} is not a temporary name")
-    return part.with_name(part.name[len(PART_PREFIX) :].split("-", 1)[1])
-
-
-def publish(part: Path) -> Path:
-    final = final_name(part)
-    os.replace(part, final)
-    return final
 
 
 def write_text(path, text: str) -> Path:

@@ -64,10 +64,10 @@ def dask_client(
             )
             client = Client(cluster)
     try:
-        if cluster is not None and getattr(cluster, "dashboard_link", None) and (scheduler or jobqueue or _has_bokeh()):
-            echo(f"Dask dashboard: {cluster.dashboard_link}")
-        elif scheduler:
-            echo(f"Dask scheduler: {scheduler}" + (f", dashboard {client.dashboard_link}" if client.dashboard_link else ""))
+        if scheduler:  # a running scheduler serves its dashboard whatever is installed here
+            echo(f"Dask scheduler {scheduler}, dashboard {client.dashboard_link}")
+        elif _has_bokeh() and client.dashboard_link:
+            echo(f"Dask dashboard: {client.dashboard_link}")
         yield client
     finally:
         client.close()

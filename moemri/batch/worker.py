@@ -9,7 +9,7 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ class RunSpec:
     report_dir: Path | None = None  # thumbnails go here
     bids: bool = False
     sources_prefix: str = ""  # "bids:raw:" for a BIDS input: the sidecars' Sources are BIDS URIs
-    extra_sidecar: dict = field(default_factory=dict)
 
 
 def thumbnail_stem(key: str) -> str:
@@ -97,7 +96,6 @@ def _process(item: Item, spec: RunSpec) -> dict[str, Any]:
     sidecar = {
         "Description": f"{identity['task']} by MoE-MRI {identity['method']}",
         "Sources": [spec.sources_prefix + item.key],
-        **spec.extra_sidecar,
         SIDECAR_KEY: {
             **identity,
             "outputs": [f.name for f in finals if f.parent == item.image.parent] + [item.sidecar.name],
