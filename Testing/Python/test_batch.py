@@ -202,3 +202,17 @@ def test_a_jobqueue_cluster_gets_one_torch_thread_per_core_it_asks_for():
 def test_input_inside_output_and_output_inside_input_are_refused(cohort, tmp_path):
     assert main(["batch", "denoise", str(cohort), str(cohort / "sub-01"), *METHOD]) == 65
     assert main(["batch", "denoise", str(cohort), str(cohort), *METHOD]) == 65
+
+
+def test_bids_selection_by_subject_session_and_short_entity_names(cohort, tmp_path):
+    from moemri.batch.cohort import find_items
+
+    def keys(**query):
+        return [i.key for i in find_items("denoise", cohort, tmp_path / "o", **query)[0]]
+
+    assert keys(subjects=["02"]) == [GOOD[2]]
+    assert keys(filters={"ses": "2"}) == keys(sessions=["2"]) == [GOOD[1]]
+    with pytest.raises(Exception, match="not a recognized entity"):
+        keys(filters={"bogus": "x"})
+    with pytest.raises(Exception, match="no volumes"):
+        keys(suffixes=["FLAIR"])

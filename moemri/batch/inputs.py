@@ -94,6 +94,18 @@ def derivative_name(source_name: str, desc: str, suffix: str | None = None) -> s
     return "_".join(entities + [f"desc-{desc}", suffix or source_suffix]) + ext
 
 
+def _entity_names(layout, filters: dict) -> dict:
+    """pybids names entities in full (acquisition); the file names and users say acq: take both."""
+    import re
+
+    short = {}
+    for name, entity in layout.get_entities().items():
+        found = re.search(r"([A-Za-z]+)-\(", getattr(entity, "pattern", "") or "")
+        if found:
+            short[found.group(1)] = name
+    return {short.get(k, k): v for k, v in filters.items()}
+
+
 def bids_items(
     input_root: Path,
     output_root: Path,
@@ -109,7 +121,7 @@ def bids_items(
 
     input_root, output_root = Path(input_root), Path(output_root)
     layout = BIDSLayout(str(input_root), validate=False)
-    query = dict(filters or {})
+    query = _entity_names(layout, filters or {})
     if subjects:
         query["subject"] = list(subjects)
     if sessions:
