@@ -216,3 +216,11 @@ def test_bids_selection_by_subject_session_and_short_entity_names(cohort, tmp_pa
         keys(filters={"bogus": "x"})
     with pytest.raises(Exception, match="no volumes"):
         keys(suffixes=["FLAIR"])
+
+
+def test_a_volume_whose_worker_runs_out_of_memory_is_retried_then_reported(cohort, tmp_path):
+    # 400 MiB is less than a worker needs once torch is loaded: Dask's nanny stops it every time.
+    records = run_cohort("denoise", cohort, tmp_path / "o", "smoe-patch", experts=1, subjects=["02"], workers=1,
+                         memory_per_worker="400MiB", worker_retries=1, show_progress=False, echo=lambda s: None)
+    assert [r["status"] for r in records] == ["failed"]
+    assert records[0]["worker_deaths"] == 2 and "out of memory" in records[0]["reason"]

@@ -55,6 +55,7 @@ def run_cohort(
     jobqueue_options: dict | None = None,
     jobs: int = 1,
     worker_retries: int = 2,
+    memory_per_worker: str | None = None,
     show_progress: bool = True,
     echo: Callable[[str], None] = print,
 ) -> list[dict]:
@@ -90,7 +91,8 @@ def run_cohort(
         records = engine.run_batch(client, items, spec, overwrite=overwrite, show_progress=show_progress)
     else:
         with engine.dask_client(workers=workers, torch_threads=threads, scheduler=scheduler, jobqueue=jobqueue,
-                                jobqueue_options=jobqueue_options, jobs=jobs, worker_retries=worker_retries, echo=echo) as made:
+                                jobqueue_options=jobqueue_options, jobs=jobs, worker_retries=worker_retries,
+                                memory_per_worker=memory_per_worker, echo=echo) as made:
             records = engine.run_batch(made, items, spec, overwrite=overwrite, show_progress=show_progress)
     report.write_tsv(records, output_root / "batch-report.tsv")
     report.write_html(records, output_root / "batch-report.html", f"moemri batch {task} {method}: {input_root}")

@@ -37,6 +37,7 @@ def dask_client(
     jobqueue_options: dict[str, Any] | None = None,
     jobs: int = 1,
     worker_retries: int = 2,
+    memory_per_worker: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> Iterator[Any]:
     """A distributed.Client: on a running scheduler (`scheduler`), on workers started through the
@@ -60,7 +61,8 @@ def dask_client(
             n = workers or (os.cpu_count() or 1)
             dashboard = ":0" if _has_bokeh() else None
             cluster = LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard, env=thread_env, silence_logs=logging.ERROR
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard, env=thread_env,
+                silence_logs=logging.ERROR, memory_limit=memory_per_worker or "auto",  # the nanny restarts a worker past it
             )
             client = Client(cluster)
     try:

@@ -51,6 +51,7 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     sel.add_argument("--filter", action="append", default=[], metavar="ENTITY=VALUE", help="BIDS: any other entity, e.g. acq=mprage (repeatable)")
     dask = p.add_argument_group("where it runs (Dask)")
     dask.add_argument("--workers", type=int, help="local cluster: worker processes (default one per core)")
+    dask.add_argument("--memory-per-worker", metavar="SIZE", help="local cluster: memory limit per worker, e.g. 6GiB (default memory / workers)")
     dask.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default cores / workers)")
     dask.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://host:8786")
     dask.add_argument("--jobqueue", choices=["slurm", "pbs", "sge", "lsf", "htcondor"], help="start workers through the site's queue (pip install 'moemri[cluster]')")
@@ -99,7 +100,7 @@ def cmd_batch(args) -> int:
         filters=_pairs(args.filter, "--filter"), with_map=not args.no_expert_map, device=args.device,
         overwrite=args.overwrite, workers=args.workers, torch_threads=args.threads_per_worker, scheduler=args.scheduler,
         jobqueue=args.jobqueue, jobqueue_options=_pairs(args.jobqueue_option, "--jobqueue-option"), jobs=args.jobs,
-        worker_retries=args.retries, show_progress=not args.no_progress,
+        worker_retries=args.retries, memory_per_worker=args.memory_per_worker, show_progress=not args.no_progress,
     )
     for r in records:
         if r["status"] == "failed":
