@@ -88,6 +88,8 @@ def _process(item: Item, spec: RunSpec) -> dict[str, Any]:
             _complete_map_sidecar(item, spec, staged_map)
             if spec.bids:
                 staged.append(_write_dseg_lookup(staged_map, result))
+        # An old sidecar would vouch for files that are about to change: it goes first.
+        item.sidecar.unlink(missing_ok=True)
         finals = atomic.publish_staged(staged[1:] + staged[:1], folder)
     finally:
         atomic.remove_folder(staging)
