@@ -1,9 +1,9 @@
-"""Cohort throughput: `python -m moemri.bench.batch [--heads 8] [--workers 1 2] [--out table.md]`.
+"""Cohort throughput: `python -m moemri.bench.batch [--heads 8] [--runs 1x2 2x1 1x1] [--out table.md]`.
 
 The same whole heads (the four fetched 1-1.5 mm training/validation heads, each clean and with
 3 % Rician noise: 8 volumes) are denoised three ways: a shell loop over `moemri denoise` (one
-process per volume, torch on every core), and `moemri batch` on a local Dask cluster of 1 and of
-2 workers (cores shared out among them). Every way writes the image and the expert map. Prints
+process per volume, torch on every core), and `moemri batch` on local Dask clusters given as
+workers x torch threads each (1x2, 2x1; 1x1 for the scaling from one worker to two). Every way writes the image and the expert map. Prints
 volumes per minute, the scheduler's overhead per volume and the peak memory per worker process.
 colin27-hr (0.5 mm, 35 M voxels) is left out: it alone would take as long as the other eight.
 """
@@ -63,14 +63,14 @@ def noop(x):
     return x
 
 
-def batch_run(folder: Path, out: Path, method: str, experts: int | None, workers: int) -> dict:
+def batch_run(folder: Path, out: Path, method: str, experts: int | None, workers: int, threads: int) -> dict:
     from distributed import wait
 
     from ..batch import engine
     from ..batch.cohort import run_cohort
 
     start = time.perf_counter()
-    with engine.dask_client(workers=workers, echo=lambda s: None) as client:
+    with engine.dask_client(workers=workers, torch_threads=threads, echo=lambda s: None) as client:
         client.wait_for_workers(workers)
         started = time.perf_counter() - start
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def batch_run(folder: Path, out: Path, method: str, experts: int | None, workers
         noop_ms = (time.perf_counter() - t0) / 200 * 1000 * workers  # per task and worker
         t1 = time.perf_counter()
         records = run_cohort("denoise", folder, out, method, experts=experts, client=client, show_progress=False,
-                             torch_threads=engine.default_threads(workers), echo=lambda s: None)
+                             torch_threads=threads, echo=lambda s: None)
         run_s = time.perf_counter() - t1
     failed = [r for r in records if r["status"] != "done"]
     if failed:
@@ -94,7 +94,8 @@ def batch_run(folder: Path, out: Path, method: str, experts: int | None, workers
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m moemri.bench.batch", description=__doc__.split("\n\n")[0])
     parser.add_argument("--heads", type=int, default=8, help="whole heads to denoise (at most 8)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--runs", nargs="+", default=["1x2", "2x1"], metavar="WxT",
+                        help="batch runs as workers x torch threads each (default 1x2 2x1: the cores shared out; 1x1 shows the scaling)")
     parser.add_argument("--method", default="smoe-patch")
     parser.add_argument("--experts", type=int)
     parser.add_argument("--no-shell-loop", action="store_true")
@@ -114,11 +115,12 @@ def main(argv=None) -> int:
             seconds, peak = shell_loop(paths, tmp / "loop", method, with_map)
             rows.append(["shell loop over `moemri denoise`", 1, os.cpu_count(), f"{seconds:.0f}", f"{60 * n / seconds:.2f}", "-", "-", "-", f"{peak:.0f}"])
             print(f"shell loop: {seconds:.0f} s", file=sys.stderr)
-        for w in args.workers:
-            r = batch_run(tmp / "heads", tmp / f"batch{w}", args.method, args.experts, w)
-            rows.append([f"`moemri batch`, {w} worker(s)", w, max(1, (os.cpu_count() or 1) // w), f"{r['total_s']:.0f}",
+        for run in args.runs:
+            w, t = (int(v) for v in run.split("x"))
+            r = batch_run(tmp / "heads", tmp / f"batch{run}", args.method, args.experts, w, t)
+            rows.append([f"`moemri batch`, {w} worker(s)", w, t, f"{r['total_s']:.0f}",
                          f"{60 * n / r['total_s']:.2f}", f"{r['startup_s']:.1f}", f"{r['overhead_s']:.2f}", f"{r['noop_ms']:.1f}", f"{r['peak_mb']:.0f}"])
-            print(f"batch {w}: {r}", file=sys.stderr)
+            print(f"batch {run}: {r}", file=sys.stderr)
     load_after = os.getloadavg()
     header = ["run", "workers", "torch threads each", "seconds", "volumes/min", "cluster start s",
               "overhead s/volume", "no-op task ms", "peak MB per worker"]
