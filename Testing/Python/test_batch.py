@@ -224,3 +224,10 @@ def test_a_volume_whose_worker_runs_out_of_memory_is_retried_then_reported(cohor
                          memory_per_worker="400MiB", worker_retries=1, show_progress=False, echo=lambda s: None)
     assert [r["status"] for r in records] == ["failed"]
     assert records[0]["worker_deaths"] == 2 and "out of memory" in records[0]["reason"]
+
+
+def test_batch_help_has_examples_for_a_workstation_and_a_cluster(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["batch", "--help"])
+    text = capsys.readouterr().out
+    assert exit_.value.code == 0 and "examples:" in text and "moemri batch denoise" in text and "--jobqueue slurm" in text
