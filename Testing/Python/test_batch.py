@@ -172,6 +172,7 @@ def test_a_plain_folder_is_mirrored_and_bad_files_fail_alone(tmp_path, fetched, 
     head = crop(read_volume(fetched("robex-atlas")), 48)
     src = tmp_path / "scans"
     write_volume(head, src / "site-a" / "p1.nrrd")
+    write_volume(head, src / "site-a" / "p3.nhdr")  # a detached header: its voxel file must travel with it
     write_volume(head.with_array(head.array[::-1].copy()), src / "site-b" / "p2.nii.gz")
     nan = head.array.copy()
     nan[10, 10, 10] = np.nan
@@ -182,10 +183,11 @@ def test_a_plain_folder_is_mirrored_and_bad_files_fail_alone(tmp_path, fetched, 
     records = {r["key"]: r for r in run_cohort(
         "denoise", src, out, "curvature-diffusion", options={"iterations": 2}, scheduler=client.scheduler.address,
         show_progress=False, echo=lambda s: None)}
-    assert {k for k, r in records.items() if r["status"] == "done"} == {"site-a/p1.nrrd", "site-b/p2.nii.gz"}
+    assert {k for k, r in records.items() if r["status"] == "done"} == {"site-a/p1.nrrd", "site-a/p3.nhdr", "site-b/p2.nii.gz"}
     assert "NaN" in records["site-b/nan.nii.gz"]["reason"]
     assert "4-D" in records["four_d.nii.gz"]["reason"] and "RGB" in records["rgb.nrrd"]["reason"]
     assert (out / "site-a" / "p1.nrrd").is_file() and (out / "site-a" / "p1.json").is_file()
+    np.testing.assert_allclose(read_volume(out / "site-a" / "p3.nhdr").array, read_volume(out / "site-a" / "p1.nrrd").array)
     assert not (out / "dataset_description.json").exists()
 
 

@@ -83,14 +83,16 @@ def _process(item: Item, spec: RunSpec) -> dict[str, Any]:
     staging = atomic.staging_folder(folder, atomic.new_tag())
     try:
         staged_map = staging / item.expert_map.name if with_map else None
-        staged = api.save_result(result, staging / item.image.name, expert_map_path=staged_map)
+        api.save_result(result, staging / item.image.name, expert_map_path=staged_map)
         if with_map:
             _complete_map_sidecar(item, spec, staged_map)
             if spec.bids:
-                staged.append(_write_dseg_lookup(staged_map, result))
-        # An old sidecar would vouch for files that are about to change: it goes first.
+                _write_dseg_lookup(staged_map, result)
+        # Every staged file, the voxel files a detached header (.nhdr, .mhd) points to included;
+        # the image itself last. An old sidecar would vouch for files about to change: it goes first.
+        staged = sorted((p for p in staging.iterdir() if p.is_file()), key=lambda p: (p.name == item.image.name, p.name))
         item.sidecar.unlink(missing_ok=True)
-        finals = atomic.publish_staged(staged[1:] + staged[:1], folder)
+        finals = atomic.publish_staged(staged, folder)
     finally:
         atomic.remove_folder(staging)
     metadata = _jsonable(result.metadata)
