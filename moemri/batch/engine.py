@@ -59,7 +59,7 @@ def dask_client(
             client = Client(cluster)
         else:
             n = workers or (os.cpu_count() or 1)
-            dashboard = ":0" if _has_bokeh() else None
+            dashboard = ":0"  # any free port: several batches (or test runs) may share a machine
             cluster = LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard, env=thread_env,
                 silence_logs=logging.ERROR, memory_limit=memory_per_worker or "auto",  # the nanny restarts a worker past it
