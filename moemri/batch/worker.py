@@ -41,7 +41,7 @@ def thumbnail_stem(key: str) -> str:
 
 
 def process_volume(item: Item, spec: RunSpec) -> dict[str, Any]:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     record: dict[str, Any] = {"key": item.key, "status": "failed", "worker": f"{socket.gethostname()}:{os.getpid()}"}
     try:
         record.update(_process(item, spec))
@@ -54,6 +54,9 @@ def process_volume(item: Item, spec: RunSpec) -> dict[str, Any]:
         frame = traceback.extract_tb(error.__traceback__)[-1]
         record["reason"] = f"internal error: {type(error).__name__}: {error} ({Path(frame.filename).name}:{frame.lineno})"
     record["seconds"] = round(time.perf_counter() - start, 2)
+    # CPU seconds of the whole worker process (all its threads): against `seconds`, the share of
+    # the machine this volume got, which other jobs on shared cores take away.
+    record["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
     record["peak_rss_mb"] = _peak_rss_mb()
     return record
 

@@ -88,7 +88,8 @@ def batch_run(folder: Path, out: Path, method: str, experts: int | None, workers
     for r in records:
         peaks[r["worker"]] = max(peaks.get(r["worker"], 0.0), r["peak_rss_mb"] or 0.0)
     return {"startup_s": started, "run_s": run_s, "noop_ms": noop_ms, "overhead_s": (run_s - busy) / len(records),
-            "peak_mb": max(peaks.values()), "task_s": sum(r["seconds"] for r in records) / len(records), "total_s": started + run_s}  # the no-op probe is not counted
+            "peak_mb": max(peaks.values()), "task_s": sum(r["seconds"] for r in records) / len(records),
+            "cpu_s": sum(r["cpu_seconds"] for r in records) / len(records), "total_s": started + run_s}  # the no-op probe is not counted
 
 
 def main(argv=None) -> int:
@@ -113,21 +114,22 @@ def main(argv=None) -> int:
 
             with_map = get_method(args.method, "denoise").info.has_expert_map
             seconds, peak = shell_loop(paths, tmp / "loop", method, with_map)
-            rows.append(["shell loop over `moemri denoise`", 1, os.cpu_count(), f"{seconds:.0f}", f"{60 * n / seconds:.2f}", "-", "-", "-", f"{peak:.0f}"])
+            rows.append(["shell loop over `moemri denoise`", 1, os.cpu_count(), f"{seconds:.0f}", f"{60 * n / seconds:.2f}", "-", "-", "-", "-", "-", f"{peak:.0f}"])
             print(f"shell loop: {seconds:.0f} s", file=sys.stderr)
         for run in args.runs:
             w, t = (int(v) for v in run.split("x"))
             r = batch_run(tmp / "heads", tmp / f"batch{run}", args.method, args.experts, w, t)
             rows.append([f"`moemri batch`, {w} worker(s)", w, t, f"{r['total_s']:.0f}",
-                         f"{60 * n / r['total_s']:.2f}", f"{r['startup_s']:.1f}", f"{r['overhead_s']:.2f}", f"{r['noop_ms']:.1f}", f"{r['peak_mb']:.0f}"])
+                         f"{60 * n / r['total_s']:.2f}", f"{r['task_s']:.1f}", f"{r['cpu_s']:.1f}", f"{r['startup_s']:.1f}", f"{r['overhead_s']:.2f}", f"{r['noop_ms']:.1f}", f"{r['peak_mb']:.0f}"])
             print(f"batch {run}: {r}", file=sys.stderr)
     load_after = os.getloadavg()
-    header = ["run", "workers", "torch threads each", "seconds", "volumes/min", "cluster start s",
+    header = ["run", "workers", "torch threads each", "seconds", "volumes/min", "s per volume (in its worker)", "CPU s per volume", "cluster start s",
               "overhead s/volume", "no-op task ms", "peak MB per worker"]
     text = (
         f"{n} whole heads, {args.method}{f' K={args.experts}' if args.experts else ''}, {os.cpu_count()} cores; "
         f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f}\n\n" + markdown_table(header, rows)
-        + "\n\nseconds include the cluster's start; overhead = (run time - summed task time / workers) per volume."
+        + "\n\nseconds include the cluster's start; overhead = (run time - summed task time / workers) per volume;"
+        + " CPU s per volume below the wall seconds times the threads used means other jobs had the cores."
     )
     print(text)
     if args.out:
