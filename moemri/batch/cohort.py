@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -74,9 +73,9 @@ def run_cohort(
     output_root.mkdir(parents=True, exist_ok=True)
     if bids:
         dataset.write_dataset_description(output_root, input_root, identity, weights_files(method, task), overwrite)
-    local = client is None and not (scheduler or jobqueue)
-    # Local: the cores shared out among the workers; elsewhere one thread per task unless told.
-    threads = torch_threads or (engine.default_threads(workers or (os.cpu_count() or 1)) if local else 1)
+    # One torch thread per worker: volumes run side by side, one per core, rather than one volume on
+    # all cores (which scales worse, and on shared cores measured slower: README, Cohorts).
+    threads = torch_threads or 1
     spec = RunSpec(
         identity=identity,
         device=device,

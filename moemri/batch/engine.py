@@ -13,7 +13,6 @@ import os
 import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..errors import InputError, MethodUnavailable
@@ -22,10 +21,6 @@ from .inputs import Item
 from .worker import RunSpec, process_volume
 
 JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster", "htcondor": "HTCondorCluster"}
-
-
-def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(workers, 1))
 
 
 @contextlib.contextmanager
@@ -45,7 +40,7 @@ def dask_client(
     import dask
     from distributed import Client, LocalCluster
 
-    threads = torch_threads or default_threads(workers or (os.cpu_count() or 1))
+    threads = torch_threads or 1
     thread_env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     # Read by a scheduler when it starts: here, the local or jobqueue cluster's; a remote
     # scheduler keeps its own setting.

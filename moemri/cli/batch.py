@@ -52,7 +52,7 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     dask = p.add_argument_group("where it runs (Dask)")
     dask.add_argument("--workers", type=int, help="local cluster: worker processes (default one per core)")
     dask.add_argument("--memory-per-worker", metavar="SIZE", help="local cluster: memory limit per worker, e.g. 6GiB (default memory / workers)")
-    dask.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default cores / workers)")
+    dask.add_argument("--threads-per-worker", type=int, help="torch threads per worker (default 1)")
     dask.add_argument("--scheduler", metavar="ADDRESS", help="use a running Dask scheduler, e.g. tcp://host:8786")
     dask.add_argument("--jobqueue", choices=["slurm", "pbs", "sge", "lsf", "htcondor"], help="start workers through the site's queue (pip install 'moemri[cluster]')")
     dask.add_argument("--jobqueue-option", action="append", default=[], metavar="NAME=VALUE", help="a dask-jobqueue cluster setting: queue, account, walltime, memory, cores ...")
