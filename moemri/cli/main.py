@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Listed for --help; `main` hands `moemri web ...` to the web demo's moemri-web before parsing.
     _sub(sub, "web", "teaching demo in the browser (needs the web extra: pip install -e '.[web]')")
+    from .batch import add_batch_parser  # cohorts: parser and logic live in cli/batch.py
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -233,6 +236,12 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_batch(args) -> int:
+    from .batch import cmd_batch as run_batch_command
+
+    return run_batch_command(args)
+
+
 def cmd_demo(args) -> int:
     from ..demo import run_demo
 
@@ -247,6 +256,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "data": cmd_data,
     "demo": cmd_demo,
+    "batch": cmd_batch,
 }
 
 
