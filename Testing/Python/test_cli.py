@@ -97,3 +97,15 @@ def test_refuses_a_multi_frame_series(tmp_path):
 def test_expert_map_request_for_a_method_without_one_is_refused(tmp_path, small_head):
     out = moemri("denoise", _write(tmp_path, small_head), tmp_path / "o.nii.gz", "--method", "curvature-diffusion", "--expert-map", tmp_path / "m.nii.gz")
     assert out.returncode == 65 and "makes no expert map" in out.stderr
+
+
+def test_data_list_names_every_volume_and_its_package():
+    import subprocess
+    import sys
+
+    from moemri.data.sources import SOURCES
+
+    out = subprocess.run([sys.executable, "-m", "moemri.cli.main", "data", "list"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for source in SOURCES:
+        assert source.id in out.stdout and f"{source.package}=={source.version}" in out.stdout

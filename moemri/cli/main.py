@@ -226,7 +226,7 @@ def cmd_data(args) -> int:
 
     if args.action == "list":
         for s in SOURCES:
-            print(f"{s.id:14s} {s.role:9s} {s.kind:6s} {s.package}=={s.version}  {s.member}")
+            print(f"{s.id:14s} {s.role:9s} {s.package_kind:6s} {s.package}=={s.version}  {s.member}")
         return 0
     if args.id:
         for volume_id in args.id:
