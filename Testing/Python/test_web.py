@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_options
+from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, resolve_options
+from moemri.progress import no_progress
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
