@@ -82,6 +82,16 @@ def test_the_progress_type_comes_from_its_own_module():
     assert not users, f"import Progress from moemri.progress: {users}"
 
 
+def test_command_line_code_lives_in_cli():
+    # The degradation models take volumes and numbers; reading flags (`args`) is the CLI's job.
+    for path in _files("moemri/degrade"):
+        functions = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)]
+        assert not [f.name for f in functions if "args" in {a.arg for a in f.args.args}], path.name
+    users = [str(p.relative_to(REPO)) for p in _files("moemri") + _files("MoEMRILib") + _files("MoEWeb")
+             if "degrade_from_args" in p.read_text() and "moemri/cli/" not in str(p)]
+    assert not users
+
+
 def test_the_checker_sees_the_imports_it_forbids():
     tree = ast.parse("import slicer\nfrom MoEMRILib.x import y\ndef f():\n    import qt\n    importlib.import_module('vtk')\n"
                      "import sys\nsys.path.insert(0, '.')\n")
