@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data browser web bench-denoise bench-superres train-smoe train-remix clean-venv
+.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: data browser
 
 web: $(STAMP)
 	$(BIN)/moemri-web --sample
+
+# The README's screenshots (Resources/Screenshots/): the web demo running the shipped SMoE and
+# REMIx on a 1 mm box of the sample head, in headless Chromium (a few minutes on a CPU).
+screenshots: $(STAMP) browser
+	MOEMRI_SCREENSHOTS=1 $(BIN)/python -m pytest Testing/Python/test_web.py -q -k screenshots
 
 bench-denoise: data
 	$(BIN)/moemri bench denoise --out bench-denoise.md

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from moemri.errors import InputError, MethodUnavailable
-from moemri.methods.base import Method, MethodResult, Progress, no_progress, resolve_experts, resolve_options
+from moemri.methods.base import Method, MethodResult, resolve_experts, resolve_options
+from moemri.progress import Progress, no_progress
 from moemri.methods.registry import get_method
 from moemri.volume import Volume
 

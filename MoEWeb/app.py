@@ -209,7 +209,7 @@ class MoEWebApp:
         state = self.state
         if state.task != "superres" or self.prepared is None:
             return
-        from ..methods.base import SPACING_OPTION
+        from moemri.methods.base import SPACING_OPTION
 
         if any(field["name"] == SPACING_OPTION and field["kind"] == "floats" for field in state.option_fields):
             spacing = ", ".join(f"{s:g}" for s in self.prepared.source_spacing)

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .methods.base import MethodResult, Progress, Task, no_progress
+from .methods.base import MethodResult, Task
+from .progress import Progress, no_progress
 from .methods.registry import all_methods, get_method
 from .volume import Volume
 

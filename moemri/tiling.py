@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .methods.base import Progress, no_progress
+from .progress import Progress, no_progress
 
 TileFn = Callable[[np.ndarray], np.ndarray]
 

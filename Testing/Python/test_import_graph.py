@@ -61,6 +61,37 @@ def test_web_demo_imports_no_slicer_module_and_leaves_sys_path_alone(path):
     assert not _touches_sys_path(tree), f"{path.relative_to(REPO)} manipulates sys.path"
 
 
+@pytest.mark.parametrize("name", ["progress", "palette"])
+def test_the_low_modules_import_nothing_of_the_package(name):
+    # The progress callback and the expert palette sit under methods, tiler, worker, CLI and
+    # Slicer logic alike, so they may not import any of them.
+    tree = ast.parse((REPO / "moemri" / f"{name}.py").read_text())
+    relative = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0]
+    assert not relative and "moemri" not in _imported_tops(tree)
+
+
+def test_the_progress_type_comes_from_its_own_module():
+    # methods.base still re-exports Progress and no_progress for the method, training and
+    # benchmark files that name them there; nothing else reaches for the type through it.
+    def imports_progress_from_base(node):
+        return (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] == "base"
+                and "Progress" in {alias.name for alias in node.names})
+
+    users = [str(p.relative_to(REPO)) for p in _files("moemri") + _files("MoEMRILib") + _files("MoEWeb")
+             if any(imports_progress_from_base(node) for node in ast.walk(ast.parse(p.read_text())))]
+    assert not users, f"import Progress from moemri.progress: {users}"
+
+
+def test_command_line_code_lives_in_cli():
+    # The degradation models take volumes and numbers; reading flags (`args`) is the CLI's job.
+    for path in _files("moemri/degrade"):
+        functions = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.FunctionDef)]
+        assert not [f.name for f in functions if "args" in {a.arg for a in f.args.args}], path.name
+    users = [str(p.relative_to(REPO)) for p in _files("moemri") + _files("MoEMRILib") + _files("MoEWeb")
+             if "degrade_from_args" in p.read_text() and "moemri/cli/" not in str(p)]
+    assert not users
+
+
 def test_the_checker_sees_the_imports_it_forbids():
     tree = ast.parse("import slicer\nfrom MoEMRILib.x import y\ndef f():\n    import qt\n    importlib.import_module('vtk')\n"
                      "import sys\nsys.path.insert(0, '.')\n")

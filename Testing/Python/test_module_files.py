@@ -384,6 +384,16 @@ def test_extension_urls_point_at_files_in_this_repository():
         assert (REPO / url[len(raw):]).is_file(), f"{url} names a file this repository does not have"
 
 
+def test_the_screenshots_are_small_and_show_the_shipped_methods():
+    # Made by `make screenshots` from real runs (test_web.py), not from the browser tests' doubles.
+    readme = (REPO / "README.md").read_text()
+    for name, method in (("web-denoise", "smoe-patch"), ("web-superres", "REMIx")):
+        path = REPO / "Resources" / "Screenshots" / f"{name}.png"
+        assert path.stat().st_size < 300_000, f"{path.name} is over 300 KB"
+        caption = readme.split(f"![](Resources/Screenshots/{name}.png)", 1)[1].split("\n\n", 1)[0]
+        assert method in caption and "stand-in" not in caption and "test double" not in caption, caption
+
+
 def test_licence_files_ship():
     licence = (REPO / "LICENSE").read_text()
     assert "Apache License" in licence and "Version 2.0, January 2004" in licence and "END OF TERMS AND CONDITIONS" in licence

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moemri.errors import InputError
-from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
+from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, resolve_experts, resolve_options
+from moemri.progress import no_progress
 
 EXPERT_COLORS = [(230, 80, 70), (70, 170, 240), (250, 200, 60)]
 

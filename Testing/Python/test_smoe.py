@@ -154,7 +154,7 @@ def test_shipped_mixture_beats_its_one_expert_version(noisy5, crop):
 def test_gate_ablation_orders_the_gates(noisy5, crop):
     """The oracle (best expert per patch, chosen with the clean image) bounds every single expert;
     the predicted gate beats routing everything to the worst expert."""
-    from moemri.methods.base import no_progress
+    from moemri.progress import no_progress
     from moemri.methods.smoe.method import denoise_volume
 
     mask = head_mask(crop.array)

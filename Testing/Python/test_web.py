@@ -5,9 +5,12 @@ and one browser serve the end-to-end tests, which run in file order and share th
 mixture-of-experts test double with an expert map (registered through MOEMRI_WEB_EXTRA_METHODS,
 as a plugin would be), the overlay's colours against the legend, linked scrolling, Cancel, and a
 classical super-resolution in the coronal view. The frames are read back from the views' <img>
-elements (what the browser shows, without the page's overlays); the full-page screenshots go to
-Testing/artifacts/web/, and to Resources/Screenshots/ when those are missing or
-MOEMRI_UPDATE_SCREENSHOTS=1.
+elements (what the browser shows, without the page's overlays); full-page screenshots of these
+runs go to Testing/artifacts/web/ only.
+
+The README's screenshots (Resources/Screenshots/) come from the last test, which runs the shipped
+SMoE and REMIx on a 1 mm box of the sample head in its own server; it runs only with
+MOEMRI_SCREENSHOTS=1 (`make screenshots`), since it takes minutes on a CPU.
 
 Skipped only when the `web` extra (trame-slicer, playwright) or the system Chromium is missing.
 The test doubles below import nothing from the web demo: the app and its background worker
@@ -16,6 +19,7 @@ import this module by path to re-create them.
 from __future__ import annotations
 
 import base64
+import contextlib
 import importlib.util
 import io
 import json
@@ -25,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -32,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_options
+from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, resolve_options
+from moemri.progress import no_progress
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -44,6 +50,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 VIEWPORT = {"width": 1280, "height": 800}
 SERVER_START_S = 120
 RUN_TIMEOUT_S = 60
+SHOWCASE_RUN_TIMEOUT_S = 600  # the shipped networks on a 1 mm box, on a busy two-core CPU
+SHOWCASE_BOX_XYZ = (144, 176, 144)  # voxels of 1 mm: the central box of the sample head
+SHOWCASE_VIEWPORT = {"width": 1280, "height": 960}  # tall enough for the panel and a 4-row legend
 
 # --- Test doubles (re-created by the app and its worker from this module) -----------------------
 
@@ -209,18 +218,20 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server():
+@contextlib.contextmanager
+def _serving(app_args: list[str], name: str, extra_env: dict[str, str]):
+    """The web app in a subprocess on a free port; yields its URL, stops it after."""
     _needs_web()
     if not Path(CHROMIUM).is_file():
         pytest.skip("Chromium is not installed (apt-get install -y chromium)")
     port = _free_port()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "MOEMRI_WEB_EXTRA_METHODS": EXTRA_METHODS,
+    env = {**os.environ, **extra_env,
            "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    log = open(ARTIFACTS / "server.log", "wb")
+    log_path = ARTIFACTS / f"{name}.log"
+    log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "MoEWeb.app", "--port", str(port), "--sample", "--demo-crop", "--encoder", "png"],
+        [sys.executable, "-m", "MoEWeb.app", "--port", str(port), *app_args, "--encoder", "png"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/index.html"
     deadline = time.monotonic() + SERVER_START_S
@@ -228,30 +239,46 @@ def server():
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             log.close()
-            pytest.fail(f"the web app did not start: {(ARTIFACTS / 'server.log').read_text()[-3000:]}")
+            pytest.fail(f"the web app did not start: {log_path.read_text()[-3000:]}")
         time.sleep(0.5)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
     try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    log.close()
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def server():
+    with _serving(["--sample", "--demo-crop"], "server", {"MOEMRI_WEB_EXTRA_METHODS": EXTRA_METHODS}) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _browsing(url: str, viewport: dict = VIEWPORT):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport=VIEWPORT)
-        page.goto(server)
+        page = browser.new_page(viewport=viewport)
+        page.goto(url)
         page.wait_for_selector("#run-button", timeout=60_000)
         _wait_for(lambda: _frame(page, "Red") is not None and _frame(page, "Red").mean() > 10, "the input view's first image")
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with _browsing(server) as page:
         yield page
-        browser.close()
 
 
 def _wait_for(condition, what: str, timeout_s: float = 30.0, interval_s: float = 0.2):
@@ -353,22 +380,23 @@ def _start_run(page) -> int:
     return previous + 1
 
 
-def _run_and_wait(page, state: str = "finished"):
+def _run_and_wait(page, state: str = "finished", timeout_s: float = RUN_TIMEOUT_S):
     _start_run(page)
     _wait_for(lambda: _text(page, "#debug-run-state") in ("finished", "failed", "cancelled"),
-              "the run to end", timeout_s=RUN_TIMEOUT_S)
+              "the run to end", timeout_s=timeout_s, interval_s=0.5)
     assert _text(page, "#debug-run-state") == state, _text(page, "#status") if page.locator("#status").count() else ""
 
 
-def _save_screenshot(page, name: str):
+def _save_screenshot(page, name: str, readme: bool = False):
+    """The full page to Testing/artifacts/web/NAME.png, and for the README's screenshots also to
+    Resources/Screenshots/NAME.png (RGB: a palette would shift the legend's colours)."""
     from PIL import Image
 
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path))
-    target = SCREENSHOTS / f"{name}.png"
-    if os.environ.get("MOEMRI_UPDATE_SCREENSHOTS") == "1" or not target.exists():
+    if readme:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        Image.open(path).convert("RGB").save(target, optimize=True)  # a palette would shift the legend's colours
+        Image.open(path).convert("RGB").save(SCREENSHOTS / f"{name}.png", optimize=True)
     return path
 
 
@@ -417,7 +445,7 @@ def test_a_mixture_of_experts_run_shows_result_overlay_and_legend(page):
     faded, = _wait_for(faded_to_input, "fade 0 to show the input in the result view")
     _set_state(page, fade=1.0, show_experts=True, expert_opacity=0.45)
     _settled_frame(page, "Yellow", differs_from=faded)
-    _save_screenshot(page, "web-denoise")
+    _save_screenshot(page, "test-web-denoise")
 
 
 def test_a_scroll_in_one_view_moves_both(page):
@@ -487,4 +515,78 @@ def test_super_resolution_in_the_coronal_view(page):
     offsets = json.loads(_text(page, "#debug-offsets"))
     assert offsets["Red"] == offsets["Yellow"]
     assert "linear" in _text(page, "#summary")
-    _save_screenshot(page, "web-superres")
+    _save_screenshot(page, "test-web-superres")
+
+
+# --- The README's screenshots: the shipped mixtures of experts (make screenshots) ---------------
+
+
+@pytest.fixture(scope="module")
+def showcase_page(sample_path):
+    if os.environ.get("MOEMRI_SCREENSHOTS") != "1":
+        pytest.skip("the README's screenshots: MOEMRI_SCREENSHOTS=1 (make screenshots)")
+    from moemri.io import read_volume, write_volume
+    from moemri.volume import crop_volume
+
+    sample = read_volume(str(sample_path))
+    size = np.asarray(sample.size_xyz)
+    box = np.minimum(size, SHOWCASE_BOX_XYZ)
+    start = (size - box) // 2
+    # In a short folder of its own: the page shows the file's path, and the picture is committed.
+    folder = Path(tempfile.gettempdir()) / "moemri-screenshots"
+    folder.mkdir(exist_ok=True)
+    source = folder / "MNI152-2009a-T1-box1mm.nii.gz"
+    write_volume(crop_volume(sample, start, start + box), str(source))
+    with _serving(["--input", str(source)], "showcase-server", {}) as url, _browsing(url, SHOWCASE_VIEWPORT) as page:
+        yield page
+
+
+def test_screenshots_of_the_shipped_smoe_and_remix(showcase_page):
+    from moemri.methods.choices import picker_label
+    from moemri.methods.registry import get_method
+    from moemri.palette import expert_colours
+
+    page = showcase_page
+    for name in ("smoe-patch", "remix"):
+        unavailable = get_method(name).availability()
+        if unavailable:
+            pytest.fail(f"{name} cannot run, so no screenshot of it: {unavailable}")
+
+    # Denoising: 5 % Rician noise on the 1 mm box, the SMoE with its patch gate and 4 experts.
+    _set_state(page, noise_percent=5)
+    _wait_for(lambda: "5 % Rician noise" in _text(page, "#input-text"), "the noisy input")
+    _choose(page, "method-select", picker_label(get_method("smoe-patch").info))
+    _wait_for(lambda: page.evaluate("window.trame.state.get('method')") == "smoe-patch", "the SMoE")
+    _set_state(page, experts=4)
+    _run_and_wait(page, timeout_s=SHOWCASE_RUN_TIMEOUT_S)
+    legend = json.loads(_text(page, "#debug-legend"))
+    assert len(legend) == 4 and [row["rgb"] for row in legend] == [list(c) for c in expert_colours(4)]
+    _views_differ(page, 1.0, "the denoised view to differ from the noisy input")
+    _set_state(page, expert_opacity=0.3)  # the denoised head stays readable under the map
+    _fit_again(page, "Axial")
+    _save_screenshot(page, "web-denoise", readme=True)
+
+    # Super-resolution: 3 mm axial slices of the box (1 x 1 x 3 mm) back to 1 mm with REMIx.
+    _choose(page, "task-select", "Super-resolution")
+    _set_state(page, slice_factor=3)
+    _wait_for(lambda: "3x thicker slices" in _text(page, "#input-text"), "the thick-slice input")
+    _choose(page, "method-select", picker_label(get_method("remix").info))
+    _wait_for(lambda: page.evaluate("window.trame.state.get('method')") == "remix", "REMIx")
+    _wait_for(lambda: page.evaluate("window.trame.state.get('option_values')").get("spacing") == "1, 1, 1",
+              "the 1 mm output spacing")
+    page.click("#orientation-Coronal")
+    _wait_for(lambda: "Coronal" in _text(page, "#view-offset-Yellow"), "the coronal views")
+    _run_and_wait(page, timeout_s=SHOWCASE_RUN_TIMEOUT_S)
+    _views_differ(page, 1.0, "the super-resolved view to differ from the thick slices")
+    assert "remix" in _text(page, "#summary")
+    _fit_again(page, "Coronal")
+    _save_screenshot(page, "web-superres", readme=True)
+
+
+def _fit_again(page, orientation: str):
+    """Choose the orientation once more (which fits both views to the head) once the result panel
+    has resized them, and wait for the two images to settle."""
+    time.sleep(2.0)
+    page.click(f"#orientation-{orientation}")
+    time.sleep(1.0)
+    _settled_pair(page)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Callable
 
 from .. import errors
-from ..methods.base import Expert, MethodResult, no_progress
+from ..methods.base import Expert, MethodResult
+from ..progress import Progress, no_progress
 
 PROGRESS, WARNING, LOG = "progress", "warning", "log"
 
@@ -39,7 +40,7 @@ def _ignore(text: str) -> None:
 class RunCallbacks:
     """Where a front end wants the events of a run: progress(fraction, stage), warning(text), log(line)."""
 
-    progress: Callable[[float, str], None] = no_progress
+    progress: Progress = no_progress
     warning: Callable[[str], None] = _ignore
     log: Callable[[str], None] = _ignore
 

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 from .. import errors
-from ..methods.base import MethodResult, no_progress
+from ..methods.base import MethodResult
+from ..progress import no_progress
 from .protocol import (LOG, WARNING, RunCallbacks, RunEvent, WorkerError, WorkerState, error_from_message, load_result,
                        method_source, read_events)
 

@@ -207,7 +207,7 @@ def cmd_superres(args) -> int:
 
 
 def cmd_degrade(args) -> int:
-    from ..degrade.cli_recipes import degrade_from_args
+    from .degrade import degrade_from_args
 
     return degrade_from_args(args, read_input(args))
 

@@ -6,10 +6,11 @@ registry, the CLI, the benchmarks and both Slicer modules only ever talk to this
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..progress import Progress, no_progress  # noqa: F401 (also imported from here by smoe, remix, train, bench)
 from ..volume import Volume
 
 Task = Literal["denoise", "superres"]
@@ -21,12 +22,6 @@ NOISE_LEVEL_OPTION = "noise_level_percent"
 # CLI (--spacing, --scale), the Slicer module and the web demo set it by this name.
 SPACING_OPTION = "spacing"
 
-# progress(fraction in [0, 1], stage text). It may raise errors.Cancelled to stop the run.
-Progress = Callable[[float, str], None]
-
-
-def no_progress(fraction: float, stage: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..errors import MethodUnavailable
 from ..volume import Volume
-from .base import NOISE_LEVEL_OPTION, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
+from ..progress import no_progress
+from .base import NOISE_LEVEL_OPTION, MethodInfo, MethodResult, OptionSpec, resolve_experts, resolve_options
 from .registry import register
 
 

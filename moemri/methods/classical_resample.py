@@ -6,7 +6,8 @@ Volume module offers them. They add no detail; every learned method must beat th
 from __future__ import annotations
 
 from ..volume import Volume, grid_with_spacing
-from .base import SPACING_OPTION, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
+from ..progress import no_progress
+from .base import SPACING_OPTION, MethodInfo, MethodResult, OptionSpec, resolve_experts, resolve_options
 from .registry import register
 
 SPACING_SPEC = OptionSpec(SPACING_OPTION, "floats", (1.0, 1.0, 1.0), "output voxel size (x, y, z) in mm", minimum=0.1, maximum=10.0)

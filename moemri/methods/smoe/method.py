@@ -28,23 +28,13 @@ from dataclasses import replace
 import numpy as np
 
 from ...errors import InputError
+from ...palette import expert_colour
 from ...tiling import TilePlan, plan_for_budget, tiled_apply
 from ...volume import Volume
 from ..base import NOISE_LEVEL_OPTION, Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
 from ..registry import register
 from . import weights as weight_files
 
-# Okabe & Ito's colour-blind-safe palette (black left out: it vanishes on an overlay).
-PALETTE = (
-    (230, 159, 0),  # orange
-    (86, 180, 233),  # sky blue
-    (0, 158, 115),  # bluish green
-    (240, 228, 66),  # yellow
-    (0, 114, 178),  # blue
-    (213, 94, 0),  # vermillion
-    (204, 121, 167),  # reddish purple
-    (153, 153, 153),  # grey
-)
 BYTES_PER_CHANNEL_VOXEL = 4 * 4  # float32 x (input, output, folded temporaries) per trunk channel
 MAX_SLICES_PER_TILE = 4  # small tiles: activations stay in reused heap memory (large ones page-faulted ~25 GB per head)
 MIN_PLANE = 16  # voxels: a slice narrower than this is not worth a 2-D network pass
@@ -286,7 +276,7 @@ def denoise_volume(
             share[~mask] = 0.0
             shares_maps.append(volume.with_array(share, name=f"{volume.name or 'input'}_expert{k + 1}_share"))
     legend_experts = [
-        Expert(int(e["label"]), e["name"], PALETTE[(int(e["label"]) - 1) % len(PALETTE)], e.get("description", "")) for e in legend
+        Expert(int(e["label"]), e["name"], expert_colour(int(e["label"])), e.get("description", "")) for e in legend
     ]
     first = "zyx"[axes[0]]
     metadata = {

@@ -6,8 +6,8 @@ import numpy as np
 
 def degrade_from_args(args, volume) -> int:
     """Degrade `volume` (read from args.input, output paths already checked) and write args.output."""
+    from ..degrade import noise, resolution
     from ..io import write_volume
-    from . import noise, resolution
 
     if args.noise is not None:
         out, _ = noise.add_rician(volume, args.noise, seed=args.seed, varying=args.varying, bias=args.bias)
