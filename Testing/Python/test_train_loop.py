@@ -46,7 +46,7 @@ def test_resumed_run_matches_uninterrupted(tmp_path):
     assert done.best["mse"] < 0.05  # it learned the line
 
     part = LineFit()
-    first = train(part, SCHEDULE, tmp_path / "part.pt", minutes=0, progress=False)
+    first = train(part, SCHEDULE, tmp_path / "part.pt", minutes=1e-6, progress=False)
     assert not first.finished and first.step == 10
     assert load_checkpoint(tmp_path / "part.pt")["step"] == 10
     resumed = LineFit()  # a fresh process: new objects, same checkpoint
@@ -69,7 +69,13 @@ def test_best_validated_weights_are_kept(tmp_path):
 
 
 def test_checkpoint_of_another_run_is_refused(tmp_path):
-    train(LineFit(), SCHEDULE, tmp_path / "c.pt", minutes=0, progress=False)
+    train(LineFit(), SCHEDULE, tmp_path / "c.pt", minutes=1e-6, progress=False)
     other = Schedule(steps=80, learning_rate=0.3, validate_every=10)
     with pytest.raises(ValueError, match="another run"):
         train(LineFit(), other, tmp_path / "c.pt", progress=False)
+
+
+def test_zero_minutes_only_loads_the_checkpoint(tmp_path):
+    train(LineFit(), SCHEDULE, tmp_path / "c.pt", minutes=1e-6, progress=False)
+    again = train(LineFit(), SCHEDULE, tmp_path / "c.pt", minutes=0, progress=False)
+    assert not again.finished and again.step == 10 and again.history[-1]["step"] == 10

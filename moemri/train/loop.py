@@ -218,9 +218,9 @@ def train(
     running: dict[str, float] = {}
     count = 0
     started = time.perf_counter()
-    stopped = False
+    stopped = minutes is not None and minutes <= 0  # 0: only load the checkpoint (to export it)
     with _Stop() as stop:
-        while step < schedule.steps:
+        while step < schedule.steps and not stopped:
             for module in task.modules().values():
                 module.train()
             loss, terms = task.step(step, rng)

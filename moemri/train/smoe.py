@@ -320,7 +320,8 @@ def main(argv=None) -> int:
     parser.add_argument("--experts", default="patch:1,patch:4,segment:4,patch:8,patch:2", help="gate:K runs, in order (gate: patch, kmeans or segment)")
     parser.add_argument("--retrain-backbone", action="store_true")
     parser.add_argument("--routing", choices=("em", "gate"), default="em", help="patch gate: train each expert on the patches it explains best (em, shipped) or on those the gate sends it (gate)")
-    parser.add_argument("--minutes", type=float, default=None, help="stop cleanly at a checkpoint after this long (resume by running again)")
+    parser.add_argument("--minutes", type=float, default=None, help="stop cleanly at a checkpoint after this long (resume by running again; 0 only loads)")
+    parser.add_argument("--export-unfinished", action="store_true", help="write the best weights of a stopped run so far (the manifest says how many steps it had)")
     for name, value in vars(defaults).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args(argv)
@@ -374,9 +375,15 @@ def main(argv=None) -> int:
         task = ExpertsTask(model, kind, k, PatchSampler(scenes, None, slice_radius=SLICE_RADIUS), settings.batch, settings.expert_steps, validation, settings.seed, args.routing)
         schedule = Schedule(settings.expert_steps, settings.expert_learning_rate, validate_every=settings.validate_every, clip_norm=None, seed=settings.seed + k)
         outcome = train(task, schedule, checkpoints / f"{task.name}.pt", minutes=minutes_left())
-        if not outcome.finished:
+        if not outcome.finished and not args.export_unfinished:
             log.info("stopped during %s; run the same command again to continue", task.name)
             return 3
+        if not outcome.finished:
+            from .loop import best_weights
+
+            for name, state in best_weights(checkpoints / f"{task.name}.pt").items():
+                task.modules()[name].load_state_dict(state)
+            log.info("%s: exporting the best weights so far (step %d of %d steps done)", task.name, outcome.best_step, outcome.step)
         legend = describe_experts(task, PatchSampler(scenes, np.random.default_rng([settings.seed, 7]), slice_radius=SLICE_RADIUS))
         for e in legend:
             log.info("%s expert %d: %s: %s", task.name, e["label"], e["name"], e["description"])
@@ -394,7 +401,7 @@ def main(argv=None) -> int:
                     "routing": args.routing if kind == "patch" else kind,
                     "gate_descriptors": list(DESCRIPTORS),
                     "expert_layers": "last 3 convolutions of the backbone (tails.py)",
-                    "steps": settings.expert_steps,
+                    "steps": settings.expert_steps if outcome.finished else f"{outcome.step} of {settings.expert_steps} (unfinished; run again to continue)",
                     "batch": settings.batch,
                     "learning_rate": settings.expert_learning_rate,
                     "best_step": outcome.best_step,
