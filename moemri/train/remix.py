@@ -256,8 +256,8 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m moemri.train.remix", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--base-steps", type=int, default=2400, help="steps of the base network on bins 1-7")
-    parser.add_argument("--finetune-steps", type=int, default=500, help="steps of each expert and of the one network")
+    parser.add_argument("--base-steps", type=int, default=4000, help="steps of the base network on bins 1-7")
+    parser.add_argument("--finetune-steps", type=int, default=800, help="steps of each expert and of the one network")
     parser.add_argument("--validate-every", type=int, default=100)
     parser.add_argument("--validation-per-bin", type=int, default=3)
     parser.add_argument("--patch", type=int, default=PATCH)
