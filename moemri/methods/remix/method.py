@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from ...volume import Volume, grid_with_spacing
-from ..base import Expert, MethodInfo, MethodResult, no_progress, resolve_experts, resolve_options
+from ..base import Expert, MethodInfo, MethodResult, OptionSpec, no_progress, resolve_experts, resolve_options
 from ..classical_resample import SPACING_OPTION, check_spacing
 from ..registry import register
 from . import weights
+from .canonical import canonical_order, condition_values, from_canonical, to_canonical, with_condition
 from .selection import Selection, select_expert
 
 INTERPOLATOR = "bspline"  # the same as the training pairs (moemri/train/remix.py)
@@ -37,6 +38,14 @@ OVERLAP = 8
 # measured (VmHWM, 96^3 and 128^3 tiles); the margin covers the allocator.
 BYTES_PER_VOXEL = 360
 TILE_BUDGET_BYTES = {"cpu": 1.5e9, "cuda": 4.0e9}
+SELF_CHECK_OPTION = OptionSpec(
+    "self_check", "bool", True,
+    "check the expert on the scan's own in-plane detail and keep only the share of its correction that helps there",
+)
+ADAPT_OPTION = OptionSpec(
+    "adapt_steps", "int", 0,
+    "fine-tune the expert for this many steps on the scan itself before applying it (0 = off)", minimum=0, maximum=500,
+)
 _COLOURS = [(230, 25, 75), (245, 130, 48), (255, 225, 25), (60, 180, 75), (70, 240, 240), (0, 130, 200), (145, 30, 180)]
 
 
@@ -64,6 +73,54 @@ def tile_plan(shape, budget_bytes: float):
     return TilePlan(best[1], (HALO,) * 3, (OVERLAP,) * 3)
 
 
+class Applier:
+    """Runs one expert, or a weighted blend of two, on a block in the networks' frame: the
+    canonical axis order of the block's native spacing and, for networks trained with it, the
+    spacing as conditioning channels (canonical.py). The shipped networks from before that
+    frame take the image alone; the frame is harmless for them (they saw every axis order)."""
+
+    def __init__(self, networks, device):
+        self.networks = networks  # [(model, conditioned, weight)]
+        self.device = device
+
+    @property
+    def model(self):
+        return max(self.networks, key=lambda n: n[2])[0]
+
+    def _conditioned(self, model) -> bool:
+        return model.in_channels > 1
+
+    def to_frame(self, block: np.ndarray, spacing_zyx) -> np.ndarray:
+        return to_canonical(block, canonical_order(spacing_zyx))
+
+    def frame_axis(self, axis: int, spacing_zyx) -> int:
+        return canonical_order(spacing_zyx).index(axis)
+
+    def network_input(self, block: np.ndarray, spacing_zyx, conditioned: bool = True) -> np.ndarray:
+        order = canonical_order(spacing_zyx)
+        framed = to_canonical(block, order)
+        if not conditioned:
+            return np.ascontiguousarray(framed[None], np.float32)
+        return with_condition(framed, condition_values(spacing_zyx, order))
+
+    def __call__(self, block: np.ndarray, spacing_zyx, model=None) -> np.ndarray:
+        import torch
+
+        networks = [(model, self._conditioned(model), 1.0)] if model is not None else self.networks
+        order = canonical_order(spacing_zyx)
+        pad = [(0, (-n) % 4) for n in to_canonical(block, order).shape]
+        out = np.zeros(to_canonical(block, order).shape, np.float32)
+        for net, conditioned, weight in networks:
+            x = self.network_input(block, spacing_zyx, conditioned)
+            if any(p for _, p in pad):
+                x = np.pad(x, [(0, 0)] + pad, mode="edge")
+            with torch.inference_mode():
+                t = torch.from_numpy(np.ascontiguousarray(x))[None].to(self.device, memory_format=torch.channels_last_3d)
+                y = net(t)[0, 0].float().cpu().numpy()
+            out += weight * y[: out.shape[0], : out.shape[1], : out.shape[2]]
+        return from_canonical(out, order)
+
+
 class Remix:
     def __init__(self, weights_dir: Path | None = None):
         self._weights_dir = weights_dir
@@ -78,9 +135,8 @@ class Remix:
             default_experts=7,
             spatial_dims=3,
             has_expert_map=False,  # one expert for the whole volume: metadata names it
-            options=(SPACING_OPTION,),
+            options=(SPACING_OPTION, SELF_CHECK_OPTION, ADAPT_OPTION),
         )
-
     @property
     def weights_dir(self) -> Path:
         return Path(self._weights_dir or weights.weights_dir())  # read late: $MOEMRI_WEIGHTS may change
@@ -108,19 +164,18 @@ class Remix:
             from .unet3d import UNet3d
 
             state, entry = weights.load_network(network, self.weights_dir)
-            model = UNet3d(tuple(entry["widths"]))
+            model = UNet3d(tuple(entry["widths"]), int(entry.get("in_channels", 1)))
             model.load_state_dict(state)
             # Channels-last runs oneDNN's 3-D convolutions ~30 % faster on the CPU, same numbers.
             self._models[key] = model.to(device, memory_format=torch.channels_last_3d).eval()
         return self._models[key]
 
     def run(self, volume: Volume, *, experts=None, device="auto", progress=no_progress, options=None) -> MethodResult:
-        import torch
-
         from ...degrade.resolution import resample_to_grid
         from ...devices import resolve_device, run_with_memory_fallback
         from ...intensity import normalise
         from ...tiling import tiled_apply
+        from .self_check import check_scan
 
         start = time.perf_counter()
         chosen = self.selection(volume, experts)
@@ -133,27 +188,34 @@ class Remix:
                 f"{'x'.join(f'{s:g}' for s in spacing)} mm their output is untested"
             )
         torch_device = resolve_device(device)
-        self._model(chosen.network, torch_device)  # check the weights before any work
+        for network, _ in chosen.blend:
+            self._model(network, torch_device)  # check the weights before any work
 
         progress(0.0, f"{INTERPOLATOR} onto the {'x'.join(f'{s:g}' for s in spacing)} mm grid")
         grid = grid_with_spacing(volume, spacing)
         interpolated = resample_to_grid(volume, grid, interpolator=INTERPOLATOR)
         array, scale = normalise(interpolated.array)  # the training pairs' scale, from the input alone
         del interpolated
+        native_zyx = tuple(volume.spacing[::-1])
+        order = canonical_order(native_zyx)
+
+        def applier(device):
+            return Applier([(self._model(n, device), self._model(n, device).in_channels > 1, w) for n, w in chosen.blend], device)
+
+        check = None
+        if opts["self_check"] or opts["adapt_steps"] > 0:
+            progress(0.02, "self-check on the scan's own in-plane detail")
+            check = check_scan(volume, grid, scale, array, order, applier(torch_device), int(opts["adapt_steps"]))
 
         def restore_all(device, budget_bytes):
-            model = self._model(chosen.network, device)
+            apply = applier(device)
+            model = check.model if check is not None and check.model is not None else None
 
             def restore(block: np.ndarray) -> np.ndarray:
-                pad = [(0, (-n) % model.multiple) for n in block.shape]
-                padded = np.pad(block, pad, mode="edge") if any(p for _, p in pad) else block
-                with torch.inference_mode():
-                    x = torch.from_numpy(np.ascontiguousarray(padded, np.float32))[None, None]
-                    x = x.to(device, memory_format=torch.channels_last_3d)
-                    y = model(x)[0, 0].float().cpu().numpy()
-                return y[: block.shape[0], : block.shape[1], : block.shape[2]]
+                return apply(block, native_zyx, model)
 
             plan = tile_plan(array.shape, budget_bytes)
+
             def tile_progress(fraction: float, stage: str) -> None:
                 progress(0.05 + 0.95 * fraction, f"{chosen.expert_name}: {stage}")
 
@@ -161,6 +223,9 @@ class Remix:
 
         budget = TILE_BUDGET_BYTES["cpu" if torch_device.type == "cpu" else "cuda"]
         (restored, tiles), notes = run_with_memory_fallback(restore_all, torch_device, budget)
+        alpha = 1.0 if check is None else check.alpha
+        if alpha != 1.0:  # B-spline plus the kept share of the expert's correction
+            restored = array + np.float32(alpha) * (restored - array)
         image = grid.with_array(scale.undo(restored), name=f"{volume.name}_remix" if volume.name else "remix")
         progress(1.0, "done")
         expert = Expert(label=chosen.bin, name=chosen.expert_name, color=_COLOURS[chosen.bin - 1], description=chosen.reason)
@@ -168,11 +233,15 @@ class Remix:
             **notes,
             "spacing": list(grid.spacing),
             "selected_expert": chosen.expert_name,
+            "blend": {n: round(w, 3) for n, w in chosen.blend},
             "voxel_volume_mm3": chosen.voxel_volume_mm3,
             "selection_reason": chosen.reason,
             "warnings": warnings,
-            "weights": weights.filename(chosen.network),
+            "weights": [weights.filename(n) for n, _ in chosen.blend],
             "interpolation": INTERPOLATOR,
+            "correction_kept": round(alpha, 3),
+            "self_check": None if check is None else check.note,
+            "adapt_steps": int(opts["adapt_steps"]),
             "tiles": tiles,
             "seconds": round(time.perf_counter() - start, 2),
         }
