@@ -98,8 +98,8 @@ def test_trained_expert_beats_bspline_on_the_validation_head(remix, sample_volum
     acquisition = random_acquisition(reference, 5, np.random.default_rng(11))
     low = acquisition.native
     scores = {}
-    for name in ("bspline", "remix"):
-        result = get_method(name).run(low, options={"spacing": (1.0, 1.0, 1.0)})
+    for name, options in (("bspline", {}), ("remix", {}), ("network alone", {"only_missing_detail": False})):
+        result = get_method(name.replace("network alone", "remix")).run(low, options={"spacing": (1.0, 1.0, 1.0), **options})
         on_reference = resample_to_grid(result.image, reference, "linear").array
         inner = (slice(6, -6),) * 3  # away from the cube's faces, which neither method can see past
         scores[name] = psnr(reference.array[inner], on_reference[inner], data_range=float(reference.array.max()))
@@ -108,12 +108,16 @@ def test_trained_expert_beats_bspline_on_the_validation_head(remix, sample_volum
             assert meta["selected_expert"] == "5 mm3 expert"
             assert meta["voxel_volume_mm3"] == pytest.approx(acquisition.voxel_volume_mm3)
             assert "5 mm3 expert" in meta["selection_reason"] and meta["warnings"] == []
-    assert scores["remix"] > scores["bspline"] + 0.3, scores  # +0.7 dB measured with the shipped weights
+    # Measured with the shipped weights: +0.21 dB (only the missing detail), +0.58 dB (all of the
+    # network's correction, which deblurs this scan's Gaussian in-plane profile too).
+    assert scores["remix"] > scores["bspline"] + 0.1, scores
+    assert scores["network alone"] > scores["bspline"] + 0.3, scores
 
 
 def test_sharp_axis_aligned_thick_slices_are_not_oversharpened(remix, sample_volume):
     """Before the training mix had sharp thick-slice scans, REMIx came out 5.8 dB below B-spline
-    on 1x1x2 mm slices with sharp in-plane voxels (it deblurred what was not blurred)."""
+    on 1x1x2 mm slices with sharp in-plane voxels (it deblurred what was not blurred); the shipped
+    network alone is still 0.3-0.6 dB below, REMIx with only the missing detail added is above."""
     from moemri.degrade.resolution import resample_to_grid, thick_slices
     from moemri.metrics import psnr
 
@@ -126,7 +130,7 @@ def test_sharp_axis_aligned_thick_slices_are_not_oversharpened(remix, sample_vol
     for name in ("bspline", "remix"):
         restored = resample_to_grid(get_method(name).run(low, options={"spacing": (1.0, 1.0, 1.0)}).image, reference, "linear")
         scores[name] = psnr(reference.array[inner], restored.array[inner], data_range=float(reference.array.max()))
-    assert scores["remix"] > scores["bspline"] - 1.5, scores
+    assert scores["remix"] > scores["bspline"] + 0.1, scores
 
 
 def test_oblique_input_keeps_orientation_extent_and_position(remix, sample_volume):

@@ -7,9 +7,9 @@ On a central block of the head (at most BLOCK^3 voxels of the output grid):
 - D: the same, after the finest in-plane axis u was cut into thick slices as thick as the real
   ones (box profile, round(thickness / spacing_u) voxels), so D lacks the detail along u that R has;
 - the expert restores D with u as its slice axis: correction C = E(D) - D.
-The blend weight `alpha` minimises || D + alpha C - R ||^2 along u's detail (both sides high-passed
-along u, so that what the expert adds along the real slice axis, which R lacks too, is not counted
-against it), clipped to [0, 1]. The output is then B-spline + alpha x (the expert's correction):
+The blend weight `alpha` minimises || D + alpha C - R ||^2 along u's detail (both sides band-passed
+along u, so that what the expert adds along the real slice axis, which R lacks too, and the
+in-plane deblurring it does on blurred scans, which R cannot show, count least), clipped to [0, 1]. The output is then B-spline + alpha x (the expert's correction):
 alpha near 0 means the expert would not have helped this scan, and REMIx stays at B-spline.
 
 `adapt_steps` > 0 first fine-tunes a copy of the expert on (D, R) patches of one half of the block
@@ -48,8 +48,12 @@ def _block_window(array: np.ndarray, block: int) -> tuple[slice, ...]:
 
 
 def _detail(a: np.ndarray, axis: int, ratio: float) -> np.ndarray:
-    """High-pass along `axis`: what a Gaussian of FWHM = the thick spacing removes."""
-    return a - ndimage.gaussian_filter1d(a, ratio / 2.3548, axis=axis, mode="nearest")
+    """Band-pass along `axis`: the band that cutting into slices `ratio` voxels thick removes,
+    without its finest end (FWHM under 2 voxels, or 0.75 x ratio for thin slices), where a scan
+    blurred in-plane has lost its own detail and the expert's deblurring would count against it."""
+    fine = min(2.0, 0.75 * ratio)
+    smooth = lambda fwhm: ndimage.gaussian_filter1d(a, fwhm / 2.3548, axis=axis, mode="nearest")  # noqa: E731
+    return smooth(fine) - smooth(ratio)
 
 
 def check_scan(low, grid, scale, bspline: np.ndarray, order, apply, adapt_steps: int = 0, rng_seed: int = 0) -> Check:
