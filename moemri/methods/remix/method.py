@@ -11,7 +11,12 @@ input's own orientation, not registered to MNI space (a user's scan keeps its po
 orientation); training pairs come from random acquisition grids on four public heads, not from
 volBrain's registrations on HCP (see moemri/train/remix.py); the networks are small enough for a
 CPU. B-spline is used both to make the training pairs and at inference, so the network always
-restores the kind of image it was trained on.
+restores the kind of image it was trained on. Beyond the paper (issue 12): the networks see the
+input in a canonical frame (slice axis first) with its spacing as conditioning (canonical.py;
+the older single-channel networks still load); between two bin centres the two nearest experts
+are blended; by default only the detail the scan could not measure is added (`missing_detail`),
+which keeps REMIx level with B-spline or above it on sharp thick slices; `self_check` and
+`adapt_steps` (self_check.py) check and adapt the expert on the scan's own in-plane detail.
 """
 from __future__ import annotations
 
