@@ -43,8 +43,8 @@ def variants(methods) -> list[Variant]:
         counts = m.info.expert_counts
         out += [Variant(m, None)] if len(counts) == 1 else [Variant(m, k) for k in sorted(counts, reverse=True)]
         names = {o.name: o for o in m.info.options}
-        if "only_missing_detail" in names:  # the experts' whole correction, as the networks give it
-            out.append(Variant(m, m.info.default_experts, (("only_missing_detail", not names["only_missing_detail"].default),)))
+        if "correction" in names:  # the experts' whole correction, as the networks give it
+            out.append(Variant(m, m.info.default_experts, (("correction", "full"),)))
         if "adapt_steps" in names:
             steps = names["adapt_steps"].default or BENCH_ADAPT_STEPS
             out.append(Variant(m, m.info.default_experts, (("adapt_steps", steps),)))
