@@ -204,3 +204,35 @@ def test_remix_cases_alternate_thick_and_mixed_rotated_acquisitions(small_head):
     assert 2.5 <= low3.voxel_volume_mm3 < 3.5 and 5.5 <= low6.voxel_volume_mm3 < 6.5
     for low in (low3, low6):
         assert _rotation_deg(low.direction @ head.direction.T) >= 3.0
+
+
+def test_inputs_between_bin_centres_blend_the_two_nearest_experts():
+    between = select_expert((1.0, 1.0, 2.5))
+    assert between.blend == (("bin2", 0.5), ("bin3", 0.5)) and "blended" in between.reason
+    near = select_expert((1.0, 1.0, 2.1))
+    assert near.blend == (("bin2", 1.0),) and "blended" not in near.reason
+    assert select_expert((1.0, 1.0, 2.5), experts=1).blend == (("one_network", 1.0),)
+
+
+def test_canonical_frame_puts_the_slice_axis_first_and_round_trips():
+    from moemri.methods.remix.canonical import canonical_order, condition_values, from_canonical, to_canonical
+
+    spacing_zyx = (1.0, 5.0, 0.9)  # coronal thick slices
+    order = canonical_order(spacing_zyx)
+    assert order == (1, 0, 2)
+    array = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    assert to_canonical(array, order).shape == (3, 2, 4)
+    assert np.array_equal(from_canonical(to_canonical(array, order), order), array)
+    assert np.allclose(condition_values(spacing_zyx, order), np.log2([5.0, 1.0, 0.9]))
+
+
+def test_missing_detail_keeps_only_what_the_coarse_axis_could_not_measure(remix_module):
+    rng = np.random.default_rng(0)
+    z = np.arange(48, dtype=np.float32)[:, None, None]
+    slow = np.broadcast_to(np.sin(2 * np.pi * z / 24), (48, 16, 16))  # resolved by 4 mm slices
+    fast = np.broadcast_to(np.cos(np.pi * z), (48, 16, 16))  # finer than 4 mm slices can hold
+    kept = remix_module.missing_detail((slow + fast).astype(np.float32), (4.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    inner = kept[8:-8]
+    assert np.abs(inner - fast[8:-8]).max() < 0.1 * np.abs(fast).max()
+    in_plane = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    assert not remix_module.missing_detail(in_plane, (1.0, 1.0, 1.1), (1.0, 1.0, 1.0)).any()  # nothing coarse
