@@ -46,9 +46,13 @@ bench-superres: data
 train-smoe: data
 	nice -n 10 $(BIN)/python -m moemri.train.smoe $(if $(MINUTES),--minutes $(MINUTES))
 
-# Rebuilds Resources/Weights/remix (seeded, logged to its train.log; about 35 min on one core).
+# Trains REMIx's networks (seeded; checkpoints and train.log in Resources/Weights/remix/checkpoints;
+# about 1-1.5 h on one idle core). Stopped (SIGTERM, Ctrl-C), the same command resumes. When every
+# stage is done the networks go to Resources/Weights/remix-candidate/remix: compare them with
+# MOEMRI_WEIGHTS=Resources/Weights/remix-candidate moemri bench superres --methods bspline remix
+# before copying them over Resources/Weights/remix.
 train-remix: data
-	nice -n 10 $(BIN)/python -m moemri.train.remix
+	nice -n 10 $(BIN)/python -m moemri.train.remix --export --out Resources/Weights/remix-candidate/remix
 
 clean-venv:
 	rm -rf $(VENV)

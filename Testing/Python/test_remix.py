@@ -97,8 +97,8 @@ def test_trained_expert_beats_bspline_on_the_validation_head(remix, sample_volum
     acquisition = random_acquisition(reference, 5, np.random.default_rng(11))
     low = acquisition.native
     scores = {}
-    for name in ("bspline", "remix"):
-        result = get_method(name).run(low, options={"spacing": (1.0, 1.0, 1.0)})
+    for name, options in (("bspline", {}), ("remix", {}), ("network alone", {"correction": "full"})):
+        result = get_method(name.replace("network alone", "remix")).run(low, options={"spacing": (1.0, 1.0, 1.0), **options})
         on_reference = resample_to_grid(result.image, reference, "linear").array
         inner = (slice(6, -6),) * 3  # away from the cube's faces, which neither method can see past
         scores[name] = psnr(reference.array[inner], on_reference[inner], data_range=float(reference.array.max()))
@@ -107,12 +107,16 @@ def test_trained_expert_beats_bspline_on_the_validation_head(remix, sample_volum
             assert meta["selected_expert"] == "5 mm3 expert"
             assert meta["voxel_volume_mm3"] == pytest.approx(acquisition.voxel_volume_mm3)
             assert "5 mm3 expert" in meta["selection_reason"] and meta["warnings"] == []
-    assert scores["remix"] > scores["bspline"] + 0.3, scores  # +0.7 dB measured with the shipped weights
+    # Measured with the shipped weights: +0.21 dB (only the missing detail), +0.58 dB (all of the
+    # network's correction, which deblurs this scan's Gaussian in-plane profile too).
+    assert scores["remix"] > scores["bspline"] + 0.1, scores
+    assert scores["network alone"] > scores["bspline"] + 0.3, scores
 
 
 def test_sharp_axis_aligned_thick_slices_are_not_oversharpened(remix, sample_volume):
     """Before the training mix had sharp thick-slice scans, REMIx came out 5.8 dB below B-spline
-    on 1x1x2 mm slices with sharp in-plane voxels (it deblurred what was not blurred)."""
+    on 1x1x2 mm slices with sharp in-plane voxels (it deblurred what was not blurred); the shipped
+    network alone is still 0.3-0.6 dB below, REMIx with only the missing detail added is above."""
     from moemri.degrade.resolution import resample_to_grid, thick_slices
     from moemri.metrics import psnr
 
@@ -125,7 +129,7 @@ def test_sharp_axis_aligned_thick_slices_are_not_oversharpened(remix, sample_vol
     for name in ("bspline", "remix"):
         restored = resample_to_grid(get_method(name).run(low, options={"spacing": (1.0, 1.0, 1.0)}).image, reference, "linear")
         scores[name] = psnr(reference.array[inner], restored.array[inner], data_range=float(reference.array.max()))
-    assert scores["remix"] > scores["bspline"] - 1.5, scores
+    assert scores["remix"] > scores["bspline"] + 0.1, scores
 
 
 def test_oblique_input_keeps_orientation_extent_and_position(remix, sample_volume):
@@ -199,3 +203,35 @@ def test_remix_cases_alternate_thick_and_mixed_rotated_acquisitions(small_head):
     assert 2.5 <= low3.voxel_volume_mm3 < 3.5 and 5.5 <= low6.voxel_volume_mm3 < 6.5
     for low in (low3, low6):
         assert _rotation_deg(low.direction @ head.direction.T) >= 3.0
+
+
+def test_inputs_between_bin_centres_blend_the_two_nearest_experts():
+    between = select_expert((1.0, 1.0, 2.5))
+    assert between.blend == (("bin2", 0.5), ("bin3", 0.5)) and "blended" in between.reason
+    near = select_expert((1.0, 1.0, 2.1))
+    assert near.blend == (("bin2", 1.0),) and "blended" not in near.reason
+    assert select_expert((1.0, 1.0, 2.5), experts=1).blend == (("one_network", 1.0),)
+
+
+def test_canonical_frame_puts_the_slice_axis_first_and_round_trips():
+    from moemri.methods.remix.canonical import canonical_order, condition_values, from_canonical, to_canonical
+
+    spacing_zyx = (1.0, 5.0, 0.9)  # coronal thick slices
+    order = canonical_order(spacing_zyx)
+    assert order == (1, 0, 2)
+    array = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    assert to_canonical(array, order).shape == (3, 2, 4)
+    assert np.array_equal(from_canonical(to_canonical(array, order), order), array)
+    assert np.allclose(condition_values(spacing_zyx, order), np.log2([5.0, 1.0, 0.9]))
+
+
+def test_missing_detail_keeps_only_what_the_coarse_axis_could_not_measure(remix_module):
+    rng = np.random.default_rng(0)
+    z = np.arange(48, dtype=np.float32)[:, None, None]
+    slow = np.broadcast_to(np.sin(2 * np.pi * z / 24), (48, 16, 16))  # resolved by 4 mm slices
+    fast = np.broadcast_to(np.cos(np.pi * z), (48, 16, 16))  # finer than 4 mm slices can hold
+    kept = remix_module.missing_detail((slow + fast).astype(np.float32), (4.0, 1.0, 1.0), (1.0, 1.0, 1.0))
+    inner = kept[8:-8]
+    assert np.abs(inner - fast[8:-8]).max() < 0.1 * np.abs(fast).max()
+    in_plane = rng.standard_normal((16, 16, 16)).astype(np.float32)
+    assert not remix_module.missing_detail(in_plane, (1.0, 1.0, 1.1), (1.0, 1.0, 1.0)).any()  # nothing coarse

@@ -1,36 +1,34 @@
-"""Rebuild REMIx's weights: `python -m moemri.train.remix` (seeded; logged to train.log).
+"""Rebuild REMIx's networks on the shared loop (moemri/train/loop.py): `python -m moemri.train.remix`.
 
-1. Training pairs (cached once per seed under ~/.cache/moemri/remix-train): each training head is
-   put through `random_acquisition` in every voxel-volume bin 1..7 and the native image brought
-   back onto the head's grid with cubic B-spline, as `remix` does at inference. `--sharp` more per
-   head and bin are axis-aligned 1 x 1 x bin mm thick slices with no in-plane blur (`thick_slices`):
-   without them the networks learned that every input is blurred in-plane and over-sharpened
-   such scans (-5.8 dB against B-spline at 1x1x2 mm).
-2. The 1 mm3 network is trained from scratch on bin 1; each of the seven experts is then
-   fine-tuned from it on its own bin (the paper's transfer learning), and the one network is
-   fine-tuned from it on all bins with the same number of steps: every shipped network has seen
-   the same number of patches, so the experts-versus-one-network comparison is fair.
-3. Loss, as in the paper: MAE + (1 - SSIM) + gradient MAE + (1 - correlation), equal weights (the
-   paper gives none).
+1. Pairs are simulated on the fly from crops of the four training heads (train/remix_data.py:
+   sharp axis-aligned thick slices, REMIx-style oblique grids and in-plane reduction, mild noise),
+   brought back with B-spline as at inference, in the networks' canonical frame (slice axis first,
+   native spacing as three conditioning channels, methods/remix/canonical.py).
+2. Stages, each a loop `Task` with its own checkpoint: `base` on every bin 1..7; then the seven
+   experts (`bin1`..`bin7`) and the one-network baseline (`one_network`, all bins) fine-tuned from
+   the base's best weights, each for the same number of steps so that the comparison is fair.
+   Validation: fixed noise-free scans of crops of the validation head mni152-2009 in the stage's
+   bins; `score` is the mean PSNR gain over B-spline (dB), and the best-scoring weights are kept.
+3. Loss, as in the paper: MAE + (1 - SSIM) + gradient MAE + (1 - correlation), equal weights.
 
-Departures from the paper, all for a 2-core CPU and public data: four training heads instead of
-75 HCP subjects, random acquisition grids instead of volBrain's real ones, 32^3 patches and a
-small U-Net, a few thousand steps in all. robex-atlas (1.5 mm) is used as if it were 1 mm: a
-larger head with smoother detail, a scale augmentation rather than an interpolated 1 mm target.
-mni152-2009 is the validation head and is refused here.
+Resume: the same command continues where it stopped (`--minutes`, SIGTERM or Ctrl-C stop it at a
+checkpoint). A finished stage leaves only its best weights (float16, ~0.4 MB) and its validation
+curve in `--checkpoints`; the running stage keeps the loop's full checkpoint (~3 MB). With
+`--export`, once every stage is done, the eight networks and their manifest go to `--out`.
+
+Departures from the paper, for one CPU thread and public data: four training heads instead of 75
+HCP subjects, random grids instead of volBrain's registrations, 32^3 patches, a small U-Net.
+robex-atlas (1.5 mm) is used as if it were 1 mm: a larger head with smoother detail. mni152-2009
+is the validation head and is refused as a training head.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import json
 import logging
-import math
-import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +37,18 @@ TRAINING_IDS = ("colin27", "colin27-hr", "pydeface-mean", "robex-atlas")
 BINS = tuple(range(1, 8))
 WIDTHS = (12, 24, 48)
 PATCH = 32
+CROP = 48  # simulated crop; the patch is its centre, away from the crop's faces
 BATCH = 2
 LOSS_CROP = 4  # voxels left out of MAE/gradient/correlation at each patch face (zero-padding edge)
 HEAD_MARGIN = 6  # voxels kept around the head when cropping training heads
-CACHE_VERSION = "v1"
+IN_CHANNELS = 4  # the B-spline image and the native spacing (canonical.py)
+VALIDATION_BINS = (2, 3, 4, 5, 6, 7)
+VALIDATION_MSE_FLOOR = 1e-6  # (normalised intensity)^2: 60 dB, far below any simulated error
 
 log = logging.getLogger("moemri.train.remix")
 
 
-# ---------------------------------------------------------------------------------- pairs
+# ---------------------------------------------------------------------------------- heads
 
 
 def training_head(volume_id: str):
@@ -81,94 +82,6 @@ def training_head(volume_id: str):
     crop = array[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     origin = origin + v.direction @ (np.asarray(lo[::-1]) * spacing)
     return Volume(np.ascontiguousarray(crop), tuple(spacing), tuple(origin), v.direction, volume_id)
-
-
-def pair_cache_dir(seed: int) -> Path:
-    root = Path(os.environ.get("MOEMRI_CACHE") or Path.home() / ".cache" / "moemri")
-    return root / "remix-train" / f"{CACHE_VERSION}-seed{seed}"
-
-
-@dataclass
-class Pair:
-    """A normalised (B-spline-interpolated degraded, clean) array pair (2, z, y, x), float16."""
-
-    name: str
-    bin: int
-    arrays: np.ndarray
-
-
-def acquire(head, bin_: int, sharp: bool, rng: np.random.Generator):
-    """(native low-resolution Volume, spacing text) of one simulated scan of `head` in `bin_`."""
-    from ..degrade.resolution import random_acquisition, thick_slices
-
-    if sharp:  # axis-aligned thick slices, sharp in-plane: a 2-D clinical sequence without obliquity
-        axis = int(rng.integers(3))
-        native = thick_slices(head, bin_, axis=axis)
-        return native, "x".join(f"{s:.2f}" for s in native.spacing)
-    acquisition = random_acquisition(head, bin_, rng)
-    return acquisition.native, "x".join(f"{s:.2f}" for s in acquisition.spacing)
-
-
-def build_pairs(seed: int, acquisitions_per_bin: int, sharp_per_bin: int = 0, bins=BINS, ids=TRAINING_IDS) -> tuple[list[Pair], float]:
-    """(every (head, bin, acquisition) pair, seconds spent simulating them): made once per seed and
-    then read from the cache, which also keeps how long each took to make."""
-    from ..degrade.resolution import resample_to_grid
-    from ..intensity import normalise
-
-    directory = pair_cache_dir(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    seconds_file = directory / "seconds.json"
-    seconds = json.loads(seconds_file.read_text()) if seconds_file.is_file() else {}
-    pairs = []
-    for head_index, volume_id in enumerate(ids):
-        head = None
-        for bin_ in bins:
-            kinds = [(f"{k}", False, k) for k in range(acquisitions_per_bin)]
-            kinds += [(f"sharp{k}", True, 100 + k) for k in range(sharp_per_bin)]
-            for suffix, sharp, k in kinds:
-                name = f"{volume_id}_bin{bin_}_{suffix}"
-                path = directory / f"{name}.npy"
-                if not path.is_file():
-                    start = time.perf_counter()
-                    head = head if head is not None else training_head(volume_id)
-                    native, spacing = acquire(head, bin_, sharp, np.random.default_rng([seed, head_index, bin_, k]))
-                    degraded = resample_to_grid(native, head, "bspline").array
-                    # The scale comes from the degraded image alone, as at inference.
-                    normalised, scale = normalise(degraded)
-                    arrays = np.stack([normalised, scale.apply(head.array)]).astype(np.float16)
-                    np.save(directory / f"{name}.tmp.npy", arrays)
-                    os.replace(directory / f"{name}.tmp.npy", path)
-                    seconds[name] = round(time.perf_counter() - start, 1)
-                    seconds_file.write_text(json.dumps(seconds, indent=1))
-                    log.info("pair %s: native %s mm, %.1f s", name, spacing, seconds[name])
-                pairs.append(Pair(name, bin_, np.load(path, mmap_mode="r")))
-    return pairs, sum(seconds.get(p.name, 0.0) for p in pairs)
-
-
-def sample_batch(pairs: list[Pair], rng: np.random.Generator, patch: int = PATCH, batch: int = BATCH) -> np.ndarray:
-    """(batch, 2, p, p, p) float32: random patches mostly inside the head, randomly flipped and
-    with their axes permuted (so every axis gets to be the slice axis)."""
-    out = np.empty((batch, 2, patch, patch, patch), np.float32)
-    for b in range(batch):
-        pair = pairs[rng.integers(len(pairs))]
-        shape = pair.arrays.shape[1:]
-        for _ in range(10):
-            corner = [rng.integers(0, max(n - patch, 0) + 1) for n in shape]
-            window = tuple(slice(c, c + patch) for c in corner)
-            cube = np.asarray(pair.arrays[(slice(None),) + window], np.float32)
-            if cube[1].mean() > 0.1:  # not mostly air
-                break
-        cube = _fit(cube, patch)
-        for axis in (1, 2, 3):
-            if rng.random() < 0.5:
-                cube = np.flip(cube, axis)
-        out[b] = np.transpose(cube, (0,) + tuple(1 + rng.permutation(3)))
-    return out
-
-
-def _fit(cube: np.ndarray, patch: int) -> np.ndarray:
-    pad = [(0, 0)] + [(0, patch - n) for n in cube.shape[1:]]
-    return np.pad(cube, pad) if any(p for _, p in pad) else cube
 
 
 # ----------------------------------------------------------------------------------- loss
@@ -214,114 +127,170 @@ def remix_loss(prediction, target, window):
     return mae + structure + gradient + (1 - correlation), (mae, structure, gradient, 1 - correlation)
 
 
+
+
 # ------------------------------------------------------------------------------- training
 
 
-def train_network(model, pairs: list[Pair], steps: int, lr: float, rng: np.random.Generator, stage: str):
-    """Adam with a cosine decay to lr/10; returns the model trained in place."""
+class RemixTask:
+    """One stage on the shared loop: fresh simulated pairs of `bins` per step; validation = mean
+    PSNR gain over B-spline on fixed cases of the validation head."""
+
+    def __init__(self, name, model, heads, bins, validation, batch=BATCH, crop=CROP, patch=PATCH):
+        self.name, self.model, self.heads, self.bins = f"remix-{name}", model, heads, tuple(bins)
+        self.validation, self.batch, self.crop, self.patch = validation, batch, crop, patch
+        self.window = _gaussian_window()
+
+    def modules(self):
+        return {"model": self.model}
+
+    def parameters(self):
+        return list(self.model.parameters())
+
+    def step(self, step, rng):
+        import torch
+
+        from .remix_data import sample_batch
+
+        x, y = sample_batch(self.heads, self.bins, rng, self.batch, self.crop, self.patch)
+        loss, terms = remix_loss(self.model(torch.from_numpy(x)), torch.from_numpy(y), self.window)
+        return loss, dict(zip(("mae", "1-ssim", "grad", "1-corr"), (float(t.detach()) for t in terms)))
+
+    def validate(self):
+        import torch
+
+        gains = []
+        for _, x, y in self.validation:
+            c = LOSS_CROP
+            inner = (slice(c, -c),) * 3
+            target, bspline = y[0][inner], x[0][inner]
+            restored = self.model(torch.from_numpy(x[None]))[0, 0].numpy()[inner]
+            mask = target > 0.05
+            # PSNR gain over B-spline, with a floor under both errors: in bin 1 B-spline can be
+            # exact (input = target), where a plain PSNR is infinite and any change must score < 0.
+            errors = [float(np.mean((a[mask] - target[mask]) ** 2)) + VALIDATION_MSE_FLOOR for a in (bspline, restored)]
+            gains.append(10 * np.log10(errors[0] / errors[1]))
+        return {"score": float(np.mean(gains)), "worst_gain_db": float(np.min(gains))}
+
+
+def stages(base_steps: int, finetune_steps: int):
+    """(name, training bins, steps, peak learning rate, initialised from)."""
+    out = [("base", BINS, base_steps, 1e-3, None)]
+    out += [(f"bin{b}", (b,), finetune_steps, 3e-4, "base") for b in BINS]
+    out.append(("one_network", BINS, finetune_steps, 3e-4, "base"))
+    return out
+
+
+def _finished_path(directory: Path, stage: str) -> Path:
+    return directory / f"{stage}.pt"
+
+
+def run_stages(args, heads, validation_head, deadline: float | None) -> bool:
+    """Train every stage not yet finished; True when all are."""
     import torch
 
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    cosine = lambda s: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / max(steps, 1)))  # noqa: E731
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, cosine)
-    window = _gaussian_window()
-    running = np.zeros(5)
-    start = time.perf_counter()
-    model.train()
-    for step in range(1, steps + 1):
-        batch = torch.from_numpy(sample_batch(pairs, rng))
-        loss, terms = remix_loss(model(batch[:, :1]), batch[:, 1:], window)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        running += [loss.item()] + [t.item() for t in terms]
-        if step % 50 == 0 or step == steps:
-            n = 50 if step % 50 == 0 else step % 50
-            mean = running / n
-            log.info(
-                "%s step %d/%d loss %.4f (mae %.4f, 1-ssim %.4f, grad %.4f, 1-corr %.4f) %.0f s",
-                stage, step, steps, *mean, time.perf_counter() - start,
-            )
-            running[:] = 0
-    model.eval()
-    return model
+    from ..methods.remix.unet3d import UNet3d
+    from .loop import Schedule, train
+    from .remix_data import validation_cases
+
+    for index, (stage, bins, steps, lr, parent) in enumerate(stages(args.base_steps, args.finetune_steps)):
+        done = _finished_path(args.checkpoints, stage)
+        if done.is_file():
+            continue
+        model = UNet3d(WIDTHS, IN_CHANNELS)
+        if parent is not None:
+            # Always from the stored float16 parent, so a resumed run starts each fine-tune from
+            # the same weights as an uninterrupted one.
+            model.load_state_dict({k: v.float() for k, v in torch.load(_finished_path(args.checkpoints, parent))["state"].items()})
+        val_bins = VALIDATION_BINS if len(bins) > 1 else bins
+        cases = validation_cases(validation_head, val_bins, args.validation_per_bin, seed=args.seed, crop=args.crop + 16, out=args.patch + 16)
+        task = RemixTask(stage, model, heads, bins, cases, crop=args.crop, patch=args.patch)
+        schedule = Schedule(steps=steps, learning_rate=lr, validate_every=args.validate_every, seed=args.seed * 100 + index)
+        minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
+        checkpoint = args.checkpoints / f"{stage}.ckpt"
+        outcome = train(task, schedule, checkpoint, minutes=minutes, progress=False)
+        if not outcome.finished:
+            return False
+        half = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}  # the best weights
+        torch.save({"state": half, "best_step": outcome.best_step, "best": outcome.best, "history": outcome.history, "steps": steps, "bins": list(bins)}, done)
+        (args.checkpoints / f"{stage}.history.json").write_text(json.dumps(outcome.history, indent=1))
+        checkpoint.unlink()
+        log.info("%s finished: best validation gain %.3f dB at step %d of %d", stage, outcome.best["score"], outcome.best_step, steps)
+    return True
 
 
-def save_network(model, directory: Path, network: str, entry: dict) -> None:
-    from ..methods.remix.unet3d import parameter_count
-    from ..methods.remix.weights import filename
-    from ..methods.remix.weights import save_network as save
+def export(args, command: str) -> None:
+    """The eight finished networks into `args.out` with their manifest entries."""
+    import torch
 
-    save(model.state_dict(), network, {**entry, "parameters": parameter_count(model), "widths": list(WIDTHS)}, directory)
-    log.info("wrote %s", directory / filename(network))
+    from ..methods.remix.canonical import CONDITION_CHANNELS
+    from ..methods.remix.unet3d import UNet3d, parameter_count
+    from ..methods.remix.weights import save_network
+
+    for stage, bins, steps, _, parent in stages(args.base_steps, args.finetune_steps)[1:]:
+        saved = torch.load(_finished_path(args.checkpoints, stage))
+        model = UNet3d(WIDTHS, IN_CHANNELS)
+        model.load_state_dict({k: v.float() for k, v in saved["state"].items()})
+        entry = {
+            "training_data": list(args.heads),
+            "command": command,
+            "date": datetime.date.today().isoformat(),
+            "seed": args.seed,
+            "patch": args.patch,
+            "batch": BATCH,
+            "training_bins_mm3": "bins 1-7" if len(bins) > 1 else f"bin {bins[0]}",
+            "iterations": args.base_steps + steps,
+            "iterations_note": f"{args.base_steps} on bins 1-7 (shared base), then {steps} on this network's bins; best validated step {saved['best_step']}",
+            "validation_gain_db": round(saved["best"]["score"], 3),
+            "parameters": parameter_count(model),
+            "widths": list(WIDTHS),
+            "in_channels": IN_CHANNELS,
+            "conditioning": f"canonical frame, {CONDITION_CHANNELS} log2 spacing channels",
+        }
+        save_network(model.state_dict(), stage, entry, args.out)
+        log.info("exported %s", stage)
 
 
 def main(argv=None) -> int:
     from ..methods.remix.weights import weights_dir
+    from .loop import start_log
+    from .remix_data import prepare_head
 
     parser = argparse.ArgumentParser(prog="python -m moemri.train.remix", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--base-steps", type=int, default=400, help="steps of the 1 mm3 network from scratch")
-    parser.add_argument("--finetune-steps", type=int, default=250, help="steps of each expert and of the one network from it")
-    parser.add_argument("--acquisitions", type=int, default=2, help="simulated acquisitions per head and bin")
-    parser.add_argument("--sharp", type=int, default=1, help="axis-aligned sharp thick-slice acquisitions per head and bin")
+    parser.add_argument("--base-steps", type=int, default=4000, help="steps of the base network on bins 1-7")
+    parser.add_argument("--finetune-steps", type=int, default=800, help="steps of each expert and of the one network")
+    parser.add_argument("--validate-every", type=int, default=100)
+    parser.add_argument("--validation-per-bin", type=int, default=3)
+    parser.add_argument("--patch", type=int, default=PATCH)
+    parser.add_argument("--heads", nargs="+", default=list(TRAINING_IDS))
+    parser.add_argument("--minutes", type=float, default=None, help="stop cleanly at a checkpoint after this long")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 leaves room for other jobs)")
+    parser.add_argument("--checkpoints", type=Path, default=None, help="default: Resources/Weights/remix/checkpoints")
+    parser.add_argument("--export", action="store_true", help="when every stage is done, write the networks to --out")
     parser.add_argument("--out", type=Path, default=None, help="default: Resources/Weights/remix")
     args = parser.parse_args(argv)
     args.out = args.out or weights_dir()
+    args.checkpoints = args.checkpoints or weights_dir() / "checkpoints"
+    args.crop = args.patch + 16
 
     import torch
 
-    from ..methods.remix.unet3d import UNet3d
+    from ..bench.cases import validation_volume
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(args.out / "train.log", mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    log.addHandler(logging.StreamHandler(sys.stderr))
-    log.setLevel(logging.INFO)
+    start_log(args.checkpoints / "train.log")
+    logging.getLogger("moemri.train.remix").setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    command = "python -m moemri.train.remix " + " ".join(sys.argv[1:] if argv is None else argv)
-    log.info("%s (torch %s, %d thread(s))", command.strip(), torch.__version__, args.threads)
-    common = {
-        "training_data": list(TRAINING_IDS),
-        "command": command.strip(),
-        "date": datetime.date.today().isoformat(),
-        "seed": args.seed,
-        "patch": PATCH,
-        "batch": BATCH,
-    }
-
-    pairs, data_seconds = build_pairs(args.seed, args.acquisitions, args.sharp)
-    log.info("%d training pairs ready (%.0f s to simulate, cached in %s)", len(pairs), data_seconds, pair_cache_dir(args.seed))
-
-    rng = np.random.default_rng(args.seed)
-    start = time.perf_counter()
-    base = train_network(UNet3d(WIDTHS), [p for p in pairs if p.bin == 1], args.base_steps, 1e-3, rng, "1 mm3 base")
-    base_seconds = time.perf_counter() - start
-
-    jobs = [(f"bin{b}", [p for p in pairs if p.bin == b], f"bin {b}") for b in BINS]
-    jobs.append(("one_network", pairs, "bins 1-7"))
-    for stem, subset, bins_text in jobs:
-        start = time.perf_counter()
-        model = train_network(copy.deepcopy(base), subset, args.finetune_steps, 5e-4, rng, stem)
-        seconds = time.perf_counter() - start
-        save_network(
-            model,
-            args.out,
-            stem,
-            {
-                **common,
-                "training_bins_mm3": bins_text,
-                "iterations": args.base_steps + args.finetune_steps,
-                "iterations_note": f"{args.base_steps} from scratch on bin 1 (shared), then {args.finetune_steps} on {bins_text}",
-                "training_seconds": round(base_seconds + seconds, 1),
-                "training_seconds_note": "shared 1 mm3 base + this network's fine-tune; the pair simulation "
-                f"({data_seconds:.0f} s once, shared by all networks) not included",
-            },
-        )
+    command = ("python -m moemri.train.remix " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    log.info("%s (torch %s, %d thread(s))", command, torch.__version__, args.threads)
+    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
+    heads = [prepare_head(training_head(i), args.crop) for i in args.heads]
+    validation_head = prepare_head(validation_volume(), args.crop + 16)
+    if not run_stages(args, heads, validation_head, deadline):
+        log.info("stopped; run the same command again to continue")
+        return 3
+    if args.export:
+        export(args, command)
     log.info("done")
     return 0
 

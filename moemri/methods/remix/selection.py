@@ -1,11 +1,18 @@
 """Which REMIx expert a volume gets: the one whose voxel-volume bin holds the product of the
-input's spacings (the paper's rule), bins [b - 0.5, b + 0.5) mm3 for b = 1..7."""
+input's spacings (the paper's rule), bins [b - 0.5, b + 0.5) mm3 for b = 1..7.
+
+Departure: an input that falls between two bin centres (at least BLEND_FROM of the way from one to
+the next) gets the two nearest experts blended, their corrections weighted linearly by the voxel
+volume, and the reason says so. Slice thickness and in-plane size themselves reach the networks
+trained in the canonical frame as conditioning (canonical.py), so the product only picks experts.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
 BINS = tuple(range(1, 8))
+BLEND_FROM = 0.25  # nearer than this to a bin centre (in mm3), one expert alone
 ONE_NETWORK = "one network"
 
 
@@ -16,6 +23,11 @@ class Selection:
     voxel_volume_mm3: float
     reason: str  # one sentence for the user
     warnings: tuple[str, ...] = ()
+    blend: tuple[tuple[str, float], ...] = ()  # (network, weight) pairs, weights summing to 1
+
+    def __post_init__(self):
+        if not self.blend:
+            object.__setattr__(self, "blend", ((self.network, 1.0),))
 
     @property
     def expert_name(self) -> str:
@@ -56,4 +68,13 @@ def select_expert(spacing_xyz, experts: int = 7) -> Selection:
         f"voxel volume {sizes} mm = {volume:.3g} mm3 -> {chosen} mm3 expert "
         f"(bin {chosen - 0.5:g}-{chosen + 0.5:g} mm3{in_range})"
     )
-    return Selection(chosen, f"bin{chosen}", volume, reason, tuple(warnings))
+    lower = int(math.floor(volume))
+    upper_weight = volume - lower
+    blend = ()
+    if BINS[0] <= lower < BINS[-1] and BLEND_FROM <= upper_weight <= 1 - BLEND_FROM:
+        blend = ((f"bin{lower}", round(1 - upper_weight, 4)), (f"bin{lower + 1}", round(upper_weight, 4)))
+        reason += (
+            f"; it lies between the {lower} and {lower + 1} mm3 bin centres, so their experts are blended "
+            f"{1 - upper_weight:.2f} : {upper_weight:.2f}"
+        )
+    return Selection(chosen, f"bin{chosen}", volume, reason, tuple(warnings), blend)

@@ -21,16 +21,19 @@ def _block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class UNet3d(nn.Module):
-    """(B, 1, Z, Y, X) -> (B, 1, Z, Y, X), with Z, Y, X divisible by 2 ** (levels - 1).
+    """(B, C, Z, Y, X) -> (B, 1, Z, Y, X), with Z, Y, X divisible by 2 ** (levels - 1).
 
-    `widths` are the channels per level, finest first: (12, 24, 48) is three levels.
+    `widths` are the channels per level, finest first: (12, 24, 48) is three levels. Channel 0 is
+    the B-spline image, the output is channel 0 plus the predicted detail; any further channels
+    are conditioning (the input's spacing, see canonical.py).
     """
 
-    def __init__(self, widths: tuple[int, ...] = (12, 24, 48)):
+    def __init__(self, widths: tuple[int, ...] = (12, 24, 48), in_channels: int = 1):
         super().__init__()
         self.widths = tuple(int(w) for w in widths)
+        self.in_channels = int(in_channels)
         w = self.widths
-        self.down = nn.ModuleList([_block(1, w[0])] + [_block(w[i - 1], w[i]) for i in range(1, len(w))])
+        self.down = nn.ModuleList([_block(self.in_channels, w[0])] + [_block(w[i - 1], w[i]) for i in range(1, len(w))])
         self.pool = nn.MaxPool3d(2)
         self.up = nn.ModuleList([nn.ConvTranspose3d(w[i], w[i - 1], 2, stride=2) for i in range(len(w) - 1, 0, -1)])
         self.merge = nn.ModuleList([_block(2 * w[i - 1], w[i - 1]) for i in range(len(w) - 1, 0, -1)])
@@ -50,7 +53,7 @@ class UNet3d(nn.Module):
             skips.append(h)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
             h = merge(torch.cat([up(h), skip], dim=1))
-        return x + self.head(h)  # the paper's residual connection at the output
+        return x[:, :1] + self.head(h)  # the paper's residual connection at the output
 
 
 def parameter_count(model: nn.Module) -> int:
