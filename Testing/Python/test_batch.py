@@ -141,7 +141,7 @@ def test_a_killed_run_resumes_and_redoes_only_the_missing_volumes(cohort, first_
 
     # Other settings: refused as a whole for a BIDS derivative (--overwrite replaces it).
     with pytest.raises(Exception, match="other settings"):
-        run_cohort("denoise", cohort, out, "smoe-patch", experts=2, client=client, show_progress=False, echo=lambda s: None)
+        run_cohort("denoise", cohort, out, "smoe-patch", experts=4, client=client, show_progress=False, echo=lambda s: None)
 
 
 def test_a_worker_killed_mid_run_loses_nothing(cohort, first_run, client, tmp_path):
