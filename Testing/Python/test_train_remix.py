@@ -16,7 +16,7 @@ TINY = ["--base-steps", "4", "--finetune-steps", "2", "--validate-every", "2", "
 
 def test_tiny_run_resumes_after_an_interruption_and_exports(tmp_path):
     args = TINY + ["--checkpoints", str(tmp_path / "ck"), "--out", str(tmp_path / "out")]
-    assert trainer.main(args + ["--minutes", "0"]) == 3  # stopped at the first validation
+    assert trainer.main(args + ["--minutes", "1e-6"]) == 3  # stopped at the first validation (0 would only load)
     saved = torch.load(tmp_path / "ck" / "base.ckpt", weights_only=False)
     assert saved["step"] == 2 and not saved["finished"]
     assert trainer.main(args) == 0  # the same command continues

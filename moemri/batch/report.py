@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from ..methods.base import NOISE_LEVEL_OPTION, SPACING_OPTION
 from . import atomic
 from .worker import thumbnail_stem
 
@@ -54,7 +55,7 @@ def write_html(records: list[dict], path: Path, title: str) -> Path:
         for name in ("before", "after", "experts"):
             picture = thumbs / f"{stem}_{name}.png"
             pictures.append(f'<img src="{REPORT_DIR}/{html.escape(picture.name)}" alt="{name}">' if picture.is_file() else "")
-        values = [cells["volume"], cells["status"], cells["seconds"], cells["noise_level_percent"], cells["expert"]]
+        values = [cells["volume"], cells["status"], cells["seconds"], cells[NOISE_LEVEL_OPTION], cells["expert"]]
         body.append(
             f'<tr class="{html.escape(cells["status"])}">'
             + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)

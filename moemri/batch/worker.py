@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import MoEMRIError
+from ..methods.base import NOISE_LEVEL_OPTION, SPACING_OPTION
 from . import atomic
 from .identity import SIDECAR_KEY
 from .inputs import Item, split_extension
@@ -75,7 +76,7 @@ def _process(item: Item, spec: RunSpec) -> dict[str, Any]:
     volume = read_volume(item.source)
     options = dict(identity["options"])
     if "scale" in options:
-        options["spacing"] = [s / options.pop("scale") for s in volume.spacing]
+        options[SPACING_OPTION] = [s / options.pop("scale") for s in volume.spacing]
     result = api.run(identity["task"], volume, identity["method"], experts=identity["experts"], device=spec.device, options=options)
     with_map = spec.write_expert_map and result.expert_map is not None and item.expert_map is not None
 
@@ -121,7 +122,7 @@ def _summary(result) -> dict[str, Any]:
     meta = result.metadata
     out = {}
     if "noise_level_percent" in meta:
-        out["noise_level_percent"] = meta["noise_level_percent"]
+        out[NOISE_LEVEL_OPTION] = meta[NOISE_LEVEL_OPTION]
     if "selected_expert" in meta:
         out["selected_expert"] = meta["selected_expert"]
     shares = result.expert_shares()

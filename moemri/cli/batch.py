@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
+from ..methods.base import NOISE_LEVEL_OPTION, SPACING_OPTION
 
 EXAMPLE = """examples:
   moemri batch denoise ds001 ds001/derivatives/moemri --method smoe-patch --suffix T1w --workers 2
@@ -85,7 +86,7 @@ def cmd_batch(args) -> int:
     if args.noise_level is not None:
         if task != "denoise":
             raise InputError("--noise-level is for denoise")
-        options["noise_level_percent"] = args.noise_level
+        options[NOISE_LEVEL_OPTION] = args.noise_level
     if (args.spacing or args.scale) and task != "superres":
         raise InputError("--spacing and --scale are for superres")
     if args.scale is not None:
@@ -93,7 +94,7 @@ def cmd_batch(args) -> int:
             raise InputError("--scale must be positive")
         options["scale"] = args.scale
     elif args.spacing is not None:
-        options["spacing"] = list(args.spacing)
+        options[SPACING_OPTION] = list(args.spacing)
     records = run_cohort(
         task, args.input, args.output, args.method, experts=args.experts, options=options, layout=args.layout,
         pattern=args.glob, subjects=args.subject, sessions=args.session, suffixes=args.suffix,
