@@ -16,14 +16,14 @@ TINY = ["--base-steps", "4", "--finetune-steps", "2", "--validate-every", "2", "
 
 def test_tiny_run_resumes_after_an_interruption_and_exports(tmp_path):
     args = TINY + ["--checkpoints", str(tmp_path / "ck"), "--out", str(tmp_path / "out")]
-    assert trainer.main(args + ["--minutes", "1e-6"]) == 3  # stopped at the first validation (0 would only load)
+    assert trainer.main(args + ["--minutes", "0"]) == 3  # stopped at the first validation
     saved = torch.load(tmp_path / "ck" / "base.ckpt", weights_only=False)
     assert saved["step"] == 2 and not saved["finished"]
     assert trainer.main(args) == 0  # the same command continues
     log = (tmp_path / "ck" / "train.log").read_text()
     assert "resumed at step 2/4" in log
     history = json.loads((tmp_path / "ck" / "base.history.json").read_text())
-    assert [h["step"] for h in history] == [2, 4] and all("score" in h for h in history)
+    assert [h["step"] for h in history] == [0, 2, 4] and all("score" in h for h in history)
     assert not list((tmp_path / "ck").glob("*.ckpt"))  # finished stages keep only their best weights
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())["files"]
     assert set(manifest) == {f"remix_bin{b}.pt" for b in range(1, 8)} | {"remix_one_network.pt"}

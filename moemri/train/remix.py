@@ -206,7 +206,7 @@ def run_stages(args, heads, validation_head, deadline: float | None) -> bool:
         cases = validation_cases(validation_head, val_bins, args.validation_per_bin, seed=args.seed, crop=args.crop + 16, out=args.patch + 16)
         task = RemixTask(stage, model, heads, bins, cases, crop=args.crop, patch=args.patch)
         schedule = Schedule(steps=steps, learning_rate=lr, validate_every=args.validate_every, seed=args.seed * 100 + index)
-        minutes = None if deadline is None else max(0.0, (deadline - time.monotonic()) / 60)
+        minutes = None if deadline is None else max(1e-9, (deadline - time.monotonic()) / 60)  # past: stop at the next validation
         checkpoint = args.checkpoints / f"{stage}.ckpt"
         outcome = train(task, schedule, checkpoint, minutes=minutes, progress=False)
         if not outcome.finished:
