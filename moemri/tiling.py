@@ -135,3 +135,27 @@ def plan_for_budget(
         a = max(candidates, key=lambda a: tile[a])
         tile[a] = max(tile[a] // 2 + overlap[a] // 2, 2 * overlap[a] + 8)
     return TilePlan(tuple(int(t) for t in tile), halo, overlap, tuple(scale))
+
+
+def plan_even_tiles(shape: Sequence[int], bytes_per_voxel: float, budget_bytes: float, halo: int, overlap: int, max_per_axis: int = 8) -> TilePlan:
+    """The 3-D tiling that runs the fewest voxels (halos included) with each tile in the budget.
+
+    `plan_for_budget` halves axes, which can leave a last tile that almost repeats the one before
+    it (three 100-voxel tiles over 193 voxels); spreading the same budget over evenly sized tiles
+    does a whole head with about a third less work. Falls back to halving for volumes that need
+    more than `max_per_axis` tiles along an axis.
+    """
+    import itertools
+
+    max_voxels = budget_bytes / bytes_per_voxel
+    best = None
+    for counts in itertools.product(range(1, max_per_axis + 1), repeat=3):
+        tile = [min(n, math.ceil((n + (c - 1) * overlap) / c)) for n, c in zip(shape, counts)]
+        per_tile = math.prod(t + 2 * halo for t in tile)
+        total = per_tile * math.prod(len(s) for s in TilePlan(tuple(tile), (halo,) * 3, (overlap,) * 3).starts(shape))
+        small = any(t < min(n, 2 * overlap + 8) for t, n in zip(tile, shape))
+        if per_tile <= max_voxels and not small and (best is None or total < best[0]):
+            best = (total, tuple(tile))
+    if best is None:
+        return plan_for_budget(shape, bytes_per_voxel, budget_bytes, halo=halo, overlap=overlap)
+    return TilePlan(best[1], (halo,) * 3, (overlap,) * 3)

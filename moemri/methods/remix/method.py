@@ -20,8 +20,6 @@ are blended; with the older networks only the detail the scan could not measure 
 """
 from __future__ import annotations
 
-import itertools
-import math
 import time
 from pathlib import Path
 
@@ -63,27 +61,10 @@ ADAPT_OPTION = OptionSpec(
 
 
 def tile_plan(shape, budget_bytes: float):
-    """The 3-D tiling that runs the fewest voxels (halos included) with each tile in the budget.
+    """REMIx's 3-D tiles: evenly sized, the fewest voxels run (the shared tiler's planner)."""
+    from ...tiling import plan_even_tiles
 
-    `plan_for_budget` halves axes, which can leave a last tile that almost repeats the one before
-    it (three 100-voxel tiles over 193 voxels); spreading the same budget over evenly sized tiles
-    does the whole head with about a third less work.
-    """
-    from ...tiling import TilePlan, plan_for_budget
-
-    fallback = plan_for_budget(shape, BYTES_PER_VOXEL, budget_bytes, halo=HALO, overlap=OVERLAP)
-    max_voxels = budget_bytes / BYTES_PER_VOXEL
-    best = None
-    for counts in itertools.product(range(1, 9), repeat=3):
-        tile = [min(n, math.ceil((n + (c - 1) * OVERLAP) / c)) for n, c in zip(shape, counts)]
-        per_tile = math.prod(t + 2 * HALO for t in tile)
-        total = per_tile * math.prod(len(s) for s in TilePlan(tuple(tile), (HALO,) * 3, (OVERLAP,) * 3).starts(shape))
-        small = any(t < min(n, 2 * OVERLAP + 8) for t, n in zip(tile, shape))
-        if per_tile <= max_voxels and not small and (best is None or total < best[0]):
-            best = (total, tuple(tile))
-    if best is None:  # a volume too large for 8 tiles per axis: the shared planner's halving
-        return fallback
-    return TilePlan(best[1], (HALO,) * 3, (OVERLAP,) * 3)
+    return plan_even_tiles(shape, BYTES_PER_VOXEL, budget_bytes, halo=HALO, overlap=OVERLAP)
 
 
 def missing_detail(correction: np.ndarray, native_zyx, output_zyx) -> np.ndarray:
