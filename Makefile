@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml (CPU build); antspyx is the optional ANTs baseline.
-	$(BIN)/python -m pip install --quiet -e '.[test,ants,web]'
+	$(BIN)/python -m pip install --quiet -e '.[test,ants,web,cluster]'
 	touch $(STAMP)
 
 data: $(STAMP)
