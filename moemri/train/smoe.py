@@ -40,7 +40,7 @@ import torch
 from ..methods.smoe import weights as weight_files
 from ..methods.smoe.anatomy import DESCRIPTORS, GateNet, patch_anatomy
 from ..methods.smoe.dncnn import OUTPUT_SCALE, SLICE_RADIUS, DnCNN
-from ..methods.smoe.gate import SEGMENT_CLASSES, fit_patch_gate, patch_descriptor
+from ..methods.smoe.gate import fit_patch_gate
 from ..methods.smoe.tails import ExpertTails, split
 from .loop import Schedule, start_log, train
 from .slices import PATCH, TRAINING_VOLUMES, PatchSampler, load_training_volumes, make_scenes
@@ -137,12 +137,13 @@ class BackboneTask:
 
     def validate(self):
         front, tail = split(self.model)
-        return self.validation.score("patch", 1, _parts(front, ExpertTails([tail]), None, "training"))
+        return self.validation.score("patch", 1, _parts(self.model, front, ExpertTails([tail]), None, "training"))
 
 
-def _parts(front, tails, gate, gate_kind):
+def _parts(model: DnCNN, front, tails, gate, gate_kind):
+    """What method.load_mixture returns, for weights still in training."""
     entry = {"sha256": "in-training", "parameters": {"gate": gate_kind}}
-    return front, tails, gate, [], entry, (SLICE_RADIUS, 8, 24)
+    return front, tails, gate, [], entry, (model.in_slices // 2, model.receptive_radius, model.channels)
 
 
 class ExpertsTask:
@@ -152,6 +153,7 @@ class ExpertsTask:
         self.kind, self.experts, self.sampler, self.batch, self.steps, self.validation = kind, experts, sampler, batch, steps, validation
         self.routing = routing
         self.name = f"smoe-{kind}-k{experts}" + ("" if routing == "em" or kind != "patch" else f"-{routing}")
+        self.model = model
         self.front, tail = split(model)
         self.tails = ExpertTails.copies(tail, experts)
         self.gate = GateNet(experts)
@@ -192,7 +194,7 @@ class ExpertsTask:
             for e in range(k):
                 chosen = (classes == e).float()
                 loss = loss + torch.sum(((self.tails.one(e, features) - target) ** 2) * chosen)
-            return loss / chosen.numel() / OUTPUT_SCALE**2, {}
+            return loss / target.numel() / OUTPUT_SCALE**2, {}
 
         descriptors = self.describe(b)
         logits = self.gate(descriptors)
@@ -227,7 +229,7 @@ class ExpertsTask:
     def validate(self):
         gate = self.kmeans if self.kind == "kmeans" else self.gate
         kind = "patch" if self.kind == "kmeans" else self.kind
-        return self.validation.score(kind, self.experts, _parts(self.front, self.tails, gate, "kmeans" if self.kind == "kmeans" else "net"))
+        return self.validation.score(kind, self.experts, _parts(self.model, self.front, self.tails, gate, "kmeans" if self.kind == "kmeans" else "net"))
 
 
 def balanced_argmax(scores: torch.Tensor, capacity: int) -> torch.Tensor:

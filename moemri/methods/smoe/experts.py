@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .anatomy import GateNet, patch_anatomy
+from .dncnn import DnCNN
 from .gate import PatchGate, patch_weights, pooled_features
 from .tails import ExpertTails
 
@@ -68,7 +69,7 @@ class SliceMixture:
         x = torch.from_numpy(np.ascontiguousarray(tile[IMAGE], dtype=np.float32)).to(self.device)
         stacked = torch.stack([x[i : i + t] for i in range(2 * r + 1)], dim=1)  # (T, 2r + 1, H, W)
         s = torch.from_numpy(np.ascontiguousarray(tile[SIGMA, centre, None], dtype=np.float32)).to(self.device)
-        inputs = torch.cat([stacked, s * 10.0], dim=1)  # DnCNN.inputs: SIGMA_GAIN
+        inputs = DnCNN.inputs(stacked, s)
         if self.channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         features = self.front(inputs)

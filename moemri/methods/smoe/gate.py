@@ -66,15 +66,6 @@ def pooled_features(features: torch.Tensor, patch: int = PATCH, stride: int = ST
     return pooled, ys, xs, (ph, pw)
 
 
-def patch_descriptor(features: torch.Tensor) -> torch.Tensor:
-    """Mean and std of each channel over whole patches: (N, C, P, P) -> (N, 2C); the same numbers
-    `pooled_features` gives for a patch cut out of a larger slice (up to the border context)."""
-    flat = features.double().flatten(2)
-    mean = flat.mean(2)
-    std = torch.sqrt(torch.clamp((flat * flat).mean(2) - mean * mean, min=0.0))
-    return torch.cat([mean, std], dim=1).float()
-
-
 @dataclass
 class PatchGate:
     """Standardise, project on the PCA components, take the nearest centroid (0-based labels)."""

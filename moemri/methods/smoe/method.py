@@ -225,9 +225,10 @@ def denoise_volume(
     normalised, scale = normalise(array, mask)
     sigma = noise.sigma_map / np.float32(scale.width)
     classes = segment_classes(normalised, mask)[0] if kind == "segment" else np.zeros(array.shape, np.uint8)
-    depth = depth_below_surface(mask, volume.spacing)
     box = head_box(mask)
-    layers = [normalised[box], sigma[box], classes[box].astype(np.float32), depth[box]]
+    # Only the patch gate reads the depth below the surface (a distance transform: seconds per head).
+    depth = depth_below_surface(mask, volume.spacing)[box] if kind == "patch" and experts > 1 else np.zeros_like(normalised[box])
+    layers = [normalised[box], sigma[box], classes[box].astype(np.float32), depth]
     if ablation and ablation[0] == "oracle":
         layers.append(scale.apply(clean)[box])
     stack = np.stack(layers)
