@@ -24,15 +24,7 @@ def new_tag() -> str:
 
 
 def write_text(path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = part_name(path, new_tag())
-    try:
-        part.write_text(text)
-        os.replace(part, path)
-    finally:
-        part.unlink(missing_ok=True)
-    return path
+    return write_bytes(path, text.encode("utf-8"))
 
 
 def write_bytes(path, data: bytes) -> Path:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ..errors import InputError
@@ -64,25 +63,13 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _pairs(pairs: list[str], flag: str) -> dict:
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise InputError(f"{flag} takes NAME=VALUE, got '{pair}'")
-        name, value = pair.split("=", 1)
-        try:
-            out[name] = json.loads(value)
-        except json.JSONDecodeError:
-            out[name] = value
-    return out
-
-
 def cmd_batch(args) -> int:
     from ..batch import report
+    from .main import _parse_options  # one NAME=VALUE parser for every flag that takes them
     from ..batch.cohort import run_cohort
 
     task = args.task
-    options = _pairs(args.option, "--option")
+    options = _parse_options(args.option, "--option")
     if args.noise_level is not None:
         if task != "denoise":
             raise InputError("--noise-level is for denoise")
@@ -98,9 +85,9 @@ def cmd_batch(args) -> int:
     records = run_cohort(
         task, args.input, args.output, args.method, experts=args.experts, options=options, layout=args.layout,
         pattern=args.glob, subjects=args.subject, sessions=args.session, suffixes=args.suffix,
-        filters=_pairs(args.filter, "--filter"), with_map=not args.no_expert_map, device=args.device,
+        filters=_parse_options(args.filter, "--filter"), with_map=not args.no_expert_map, device=args.device,
         overwrite=args.overwrite, workers=args.workers, torch_threads=args.threads_per_worker, scheduler=args.scheduler,
-        jobqueue=args.jobqueue, jobqueue_options=_pairs(args.jobqueue_option, "--jobqueue-option"), jobs=args.jobs,
+        jobqueue=args.jobqueue, jobqueue_options=_parse_options(args.jobqueue_option, "--jobqueue-option"), jobs=args.jobs,
         worker_retries=args.retries, memory_per_worker=args.memory_per_worker, show_progress=not args.no_progress,
     )
     for r in records:

@@ -123,11 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parse_options(pairs: list[str]) -> dict:
+def _parse_options(pairs: list[str], flag: str = "--option") -> dict:
+    """NAME=VALUE pairs; a VALUE that parses as JSON is taken as such, else as text."""
     options = {}
     for pair in pairs:
         if "=" not in pair:
-            raise InputError(f"--option takes NAME=VALUE, got '{pair}'")
+            raise InputError(f"{flag} takes NAME=VALUE, got '{pair}'")
         name, value = pair.split("=", 1)
         try:
             options[name] = json.loads(value)
