@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from moemri.train import remix as trainer
@@ -37,3 +38,18 @@ def test_tiny_run_resumes_after_an_interruption_and_exports(tmp_path):
     result = Remix(tmp_path / "out").run(low, options={"spacing": (1.0, 1.0, 1.0)})
     assert result.image.array.shape == (24, 24, 24) and np.isfinite(result.image.array).all()
     assert result.metadata["selected_expert"] == "3 mm3 expert"
+
+
+def test_the_loss_ssim_is_monais():
+    # The training loss keeps a separable SSIM for speed; it must be the field's SSIM.
+    import torch
+    from monai.losses import SSIMLoss
+
+    from moemri.train.remix import _gaussian_window, ssim
+
+    rng = torch.Generator().manual_seed(0)
+    x = torch.rand((2, 1, 24, 24, 24), generator=rng)
+    y = (x + 0.1 * torch.randn(x.shape, generator=rng)).clamp(0, 1)
+    monai = SSIMLoss(spatial_dims=3, data_range=1.0, kernel_type="gaussian", win_size=11, kernel_sigma=1.5, k1=0.01, k2=0.03)
+    assert float(1 - ssim(x, y, _gaussian_window())) == pytest.approx(float(monai(x, y)), abs=1e-5)
+    assert float(1 - ssim(x, x, _gaussian_window())) == pytest.approx(0.0, abs=1e-5)

@@ -97,7 +97,11 @@ def _gaussian_window(sigma: float = 1.5, radius: int = 5):
 
 def ssim(x, y, window):
     """Mean 3-D SSIM of (B, 1, Z, Y, X) tensors in [0, ~1] (Wang et al. 2004, Gaussian window,
-    K1 = 0.01, K2 = 0.03, range 1), over the voxels where the window fits."""
+    K1 = 0.01, K2 = 0.03, range 1), over the voxels where the window fits.
+
+    The same value as MONAI's SSIMLoss with these settings (a test checks it), which is not used
+    because it convolves with the full 11^3 kernel: 0.75 s against 0.04 s per training step of two
+    32^3 patches on one CPU thread, separable here, and the training step itself is ~0.25 s."""
     import torch.nn.functional as F
 
     def blur(a):
