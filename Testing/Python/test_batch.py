@@ -151,13 +151,20 @@ def test_a_worker_killed_mid_run_loses_nothing(cohort, first_run, client, tmp_pa
     thread = threading.Thread(target=lambda: result.update(records=run_cohort(
         "denoise", cohort, out, "smoe-patch", experts=1, client=client, show_progress=False, echo=lambda s: None)))
     thread.start()
+    # Kill a worker while the scheduler still counts a volume as processing on it. A fixed wait
+    # before the kill is a race: a small volume can finish inside it, and then the kill only
+    # loses results Dask recomputes without counting a death.
     deadline = time.monotonic() + 60
-    busy = []
-    while not busy and time.monotonic() < deadline:
+    victim = None
+    while victim is None and time.monotonic() < deadline:
         busy = [w for w, keys in client.processing().items() if keys and w in pids]
-        time.sleep(0.05)
-    time.sleep(0.5)  # let it get into the volume
-    os.kill(pids[busy[0]], signal.SIGKILL)
+        if busy:
+            time.sleep(0.1)  # into the volume, not past it
+            if client.processing().get(busy[0]):
+                victim = busy[0]
+                os.kill(pids[victim], signal.SIGKILL)
+        time.sleep(0.02)
+    assert victim is not None, "no worker was seen processing a volume"
     thread.join(timeout=180)
     records = {r["key"]: r for r in result["records"]}
     assert all(records[k]["status"] == "done" for k in GOOD), records
