@@ -6,6 +6,8 @@ and self-test, over the shared bases of module_widget and self_test. One job per
 - processing_logic: prepare -> run (in-process or background) -> finish, writing the result nodes;
 - expert_overlay, expert_probabilities: the expert map as a named label map, and the gate's
   per-expert probability maps as coloured scalar volumes;
+- result_volumes: a result's per-expert difference maps and further label maps (N-SMoE's kernel
+  orientation), attached to the output node and refilled by a rerun;
 - compare_views: side-by-side linked views, fade, overlays;
 - sample_data, dependencies: the demo head in Sample Data; packages installed on the user's consent
   (in the background, keeping Slicer's numpy/SciPy/SimpleITK/VTK), and what a stock Slicer runs;

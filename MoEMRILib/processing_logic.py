@@ -28,6 +28,7 @@ from moemri.volume import Volume
 
 from .expert_overlay import show_expert_map
 from .expert_probabilities import show_expert_probabilities
+from .result_volumes import show_expert_differences, show_label_maps
 from moemri.methods.choices import check_task, picker_label, resolve_device
 from .volume_nodes import check_input_node, input_node_problem, update_node_from_volume
 
@@ -74,6 +75,8 @@ class ProcessingRequest:
     outputNode: Any = None  # None: `finish` makes a new volume named after the input
     expertMapNode: Any = None  # None: `finish` makes one if the method gives an expert map
     probabilityNodes: dict[int, Any] = field(default_factory=dict)
+    differenceNodes: dict[int, Any] = field(default_factory=dict)  # expert label -> what it changes
+    labelMapNodes: dict[str, Any] = field(default_factory=dict)  # further label maps, by name
 
 
 def new_output_node(inputNode, task: str, scene=None):
@@ -173,6 +176,9 @@ class MoEProcessingLogic:
             request.probabilityNodes = show_expert_probabilities(result, outputNode)
             for node in request.probabilityNodes.values():
                 node.SetAndObserveTransformNodeID(transformID)
+        # Refilled (or removed, when the new run makes none) on every run into this output.
+        request.differenceNodes = show_expert_differences(result, outputNode)
+        request.labelMapNodes = show_label_maps(result, outputNode)
         store_summary(outputNode, inputNode, request, seconds, result)
         log.info("%s on %s took %.2f s", info.name, inputNode.GetName(), seconds)
         for warning in result.metadata.get("warnings", []) or []:

@@ -71,10 +71,11 @@ def superres(volume, method: str, **kwargs) -> MethodResult:
     return run("superres", volume, method, **kwargs)
 
 
-def colour_table_lines(result: MethodResult) -> list[str]:
-    """Slicer's colour-table file format: `label name R G B A` per line."""
+def colour_table_lines(result: MethodResult, experts=None) -> list[str]:
+    """Slicer's colour-table file format: `label name R G B A` per line (the result's experts, or
+    the legend `experts` of one of its label maps)."""
     lines = ["# MoE-MRI expert colour table", "0 background 0 0 0 0"]
-    lines += [f"{e.label} {e.name.replace(' ', '_')} {e.color[0]} {e.color[1]} {e.color[2]} 255" for e in result.experts]
+    lines += [f"{e.label} {e.name.replace(' ', '_')} {e.color[0]} {e.color[1]} {e.color[2]} 255" for e in (result.experts if experts is None else experts)]
     return lines
 
 
@@ -85,16 +86,33 @@ def expert_map_sidecars(expert_map_path) -> tuple[Path, Path]:
     return map_path.with_name(stem + ".ctbl"), map_path.with_name(stem + ".json")
 
 
-def _probability_path(map_path: Path, label: int) -> Path:
+def _beside_map(map_path: Path, suffix: str) -> Path:
     stem = map_path.name.split(".")[0]
-    return map_path.with_name(f"{stem}_expert{label}{map_path.name[len(stem):]}")
+    return map_path.with_name(f"{stem}_{suffix}{map_path.name[len(stem):]}")
 
 
-def check_outputs(path, expert_map_path=None, inputs=(), expert_labels=None) -> None:
+def _probability_path(map_path: Path, label: int) -> Path:
+    return _beside_map(map_path, f"expert{label}")
+
+
+def _difference_path(map_path: Path, label: int) -> Path:
+    return _beside_map(map_path, f"expert{label}_difference")
+
+
+def _label_map_path(map_path: Path, name: str) -> Path:
+    return _beside_map(map_path, f"labels-{name}")
+
+
+# Every file name save_result may put beside MAP.<ext>: MAP_expert<label>, MAP_expert<label>_difference, MAP_labels-<name>.
+_BESIDE_MAP = r"_(expert\d+(_difference)?|labels-[a-z0-9-]+)"
+
+
+def check_outputs(path, expert_map_path=None, inputs=(), expert_labels=None, difference_labels=(), label_map_names=()) -> None:
     """Refuse, before any work, outputs that cannot be written or would overwrite an input or each
-    other (moemri.outputs.check_output_paths), the expert map's colour table, legend and
-    per-expert maps included. Without `expert_labels` (not known before the run) no input or output
-    may be named like a per-expert map of the expert map (MAP_expert<label>.<ext>)."""
+    other (moemri.outputs.check_output_paths), the expert map's colour table, legend, per-expert
+    maps and further label maps included. Without `expert_labels` (not known before the run) no
+    input or output may be named like a file written beside the expert map (MAP_expert<label>,
+    MAP_expert<label>_difference, MAP_labels-<name>)."""
     from .outputs import check_output_paths
 
     images, sidecars = [Path(path)], []
@@ -104,9 +122,13 @@ def check_outputs(path, expert_map_path=None, inputs=(), expert_labels=None) -> 
         sidecars += expert_map_sidecars(map_path)
         if expert_labels is not None:
             images += [_probability_path(map_path, label) for label in expert_labels]
+            images += [_difference_path(map_path, label) for label in difference_labels]
+            for name in label_map_names:
+                images.append(_label_map_path(map_path, name))
+                sidecars.append(expert_map_sidecars(images[-1])[0])
         else:
             stem = map_path.name.split(".")[0]
-            pattern = re.compile(re.escape(stem) + r"_expert\d+" + re.escape(map_path.name[len(stem):]) + "$")
+            pattern = re.compile(re.escape(stem) + _BESIDE_MAP + "(" + re.escape(map_path.name[len(stem):]) + "|\\.ctbl)$")
             folder = Path(os.path.abspath(map_path.parent)).resolve()
             for other in [Path(path), *map(Path, inputs)]:
                 if pattern.match(other.name) and Path(os.path.abspath(other.parent)).resolve() == folder:
@@ -114,10 +136,16 @@ def check_outputs(path, expert_map_path=None, inputs=(), expert_labels=None) -> 
     check_output_paths(images, inputs=inputs, sidecars=sidecars)
 
 
+def _label_dtype(count: int):
+    return np.uint8 if count < 255 else np.uint16
+
+
 def save_result(result: MethodResult, path, expert_map_path=None, inputs=()) -> list[Path]:
     """Write the image, and where asked the expert map with a Slicer colour table (.ctbl) and a
-    JSON legend (names, descriptions, shares, metadata) beside it, and the per-expert probability
-    maps where the method made them (MAP_expert<label>.<ext>). Returns the files written.
+    JSON legend (names, descriptions, shares, metadata) beside it, and where the method made them
+    the per-expert probability maps (MAP_expert<label>.<ext>), the per-expert difference maps
+    (MAP_expert<label>_difference.<ext>) and further label maps with their colour tables
+    (MAP_labels-<name>.<ext>, .ctbl). Returns the files written.
 
     All or nothing: every path is checked first (none may be one of `inputs` or another output),
     then all files are written under temporary names and renamed into place together."""
@@ -126,19 +154,37 @@ def save_result(result: MethodResult, path, expert_map_path=None, inputs=()) -> 
 
     if expert_map_path is not None and result.expert_map is None:
         raise InputError(f"method {result.metadata.get('method', '?')} makes no expert map")
-    probabilities = list(zip(result.experts, result.expert_probabilities or [])) if expert_map_path is not None else []
-    check_outputs(path, expert_map_path, inputs=inputs, expert_labels=[e.label for e, _ in probabilities])
+    with_maps = expert_map_path is not None
+    probabilities = list(zip(result.experts, result.expert_probabilities or [])) if with_maps else []
+    differences = list(zip(result.experts, result.expert_differences or [])) if with_maps else []
+    label_maps = list(result.label_maps) if with_maps else []
+    check_outputs(path, expert_map_path, inputs=inputs, expert_labels=[e.label for e, _ in probabilities],
+                  difference_labels=[e.label for e, _ in differences], label_map_names=[m.name for m in label_maps])
     with StagedOutputs() as staged:
         write_image(result.image, staged.path(path))
-        if expert_map_path is not None:
+        if with_maps:
             map_path = Path(expert_map_path)
             ctbl, legend_path = expert_map_sidecars(map_path)
-            write_image(result.expert_map, staged.path(map_path), dtype=np.uint8 if len(result.experts) < 255 else np.uint16)
+            write_image(result.expert_map, staged.path(map_path), dtype=_label_dtype(len(result.experts)))
             staged.path(ctbl).write_text("\n".join(colour_table_lines(result)) + "\n")
             probability_paths = []
             for expert, probability in probabilities:
                 probability_paths.append(_probability_path(map_path, expert.label))
                 write_image(probability, staged.path(probability_paths[-1]))
+            difference_paths = []
+            for expert, difference in differences:
+                difference_paths.append(_difference_path(map_path, expert.label))
+                write_image(difference, staged.path(difference_paths[-1]))
+            label_map_entries = {}
+            for label_map in label_maps:
+                image_path = _label_map_path(map_path, label_map.name)
+                write_image(label_map.volume, staged.path(image_path), dtype=_label_dtype(len(label_map.labels)))
+                table = expert_map_sidecars(image_path)[0]
+                staged.path(table).write_text("\n".join(colour_table_lines(result, label_map.labels)) + "\n")
+                label_map_entries[label_map.name] = {
+                    "title": label_map.title, "file": image_path.name, "colour_table": table.name,
+                    "labels": [{"label": e.label, "name": e.name, "color": list(e.color), "description": e.description} for e in label_map.labels],
+                }
             shares = result.expert_shares()
             legend = {
                 "experts": [
@@ -149,6 +195,10 @@ def save_result(result: MethodResult, path, expert_map_path=None, inputs=()) -> 
             }
             if probability_paths:
                 legend["probability_maps"] = {str(e.label): p.name for (e, _), p in zip(probabilities, probability_paths)}
+            if difference_paths:
+                legend["difference_maps"] = {str(e.label): p.name for (e, _), p in zip(differences, difference_paths)}
+            if label_map_entries:
+                legend["label_maps"] = label_map_entries
             staged.path(legend_path).write_text(json.dumps(legend, indent=2, default=str) + "\n")
         written = staged.commit()
     # The order callers print: image, map, colour table, legend, per-expert maps.

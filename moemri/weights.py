@@ -92,6 +92,7 @@ def save_with_entry(tensors: dict, name: str, entry: dict, directory: Path) -> s
     path = directory / name
     torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, path)
     manifest = read_manifest(directory, required=False)
-    manifest.setdefault("files", {})[name] = {"sha256": sha256_of(path), **entry}
+    # The computed hash last: an entry copied from an older manifest must not carry its stale sha256 in.
+    manifest.setdefault("files", {})[name] = {**entry, "sha256": sha256_of(path)}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return manifest["files"][name]["sha256"]

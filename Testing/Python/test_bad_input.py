@@ -24,7 +24,7 @@ from moemri import api
 from moemri.cli.main import main
 from moemri.errors import InputError, MethodUnavailable, OutputError
 from moemri.io import read_volume, write_volume
-from moemri.methods.base import Expert, MethodResult
+from moemri.methods.base import Expert, LabelMap, MethodResult
 from moemri.outputs import STAGING_PREFIX
 from moemri.volume import Volume
 
@@ -310,6 +310,32 @@ def test_all_outputs_of_a_mixture_appear_together(tmp_path, crop):
     np.testing.assert_array_equal(read_volume(tmp_path / "experts.NII.GZ", allow_label_map=True).array, expert_result(crop).expert_map.array)
 
 
+def test_difference_maps_and_further_label_maps_are_written_with_the_expert_map(tmp_path, crop):
+    result = expert_result(crop, probabilities=True)
+    result.expert_differences = [crop.with_array(np.where(result.expert_map.array == e.label, 1.0, 0.0).astype(np.float32) * e.label) for e in result.experts]
+    halves = crop.with_array((crop.array > np.median(crop.array)).astype(np.uint8) + 1)
+    result.label_maps = [LabelMap("orientation", "kernel orientation", halves, [Expert(1, "axial", (1, 2, 3)), Expert(2, "sagittal", (4, 5, 6))])]
+    written = api.save_result(result, tmp_path / "out.nii.gz", expert_map_path=tmp_path / "experts.nii.gz")
+    names = ["out.nii.gz", "experts.nii.gz", "experts.ctbl", "experts.json", "experts_expert1.nii.gz", "experts_expert2.nii.gz",
+             "experts_expert1_difference.nii.gz", "experts_expert2_difference.nii.gz", "experts_labels-orientation.nii.gz", "experts_labels-orientation.ctbl"]
+    assert sorted(p.name for p in written) == sorted(names) == sorted(p.name for p in tmp_path.iterdir())
+    legend = json.loads((tmp_path / "experts.json").read_text())
+    assert legend["difference_maps"] == {"1": "experts_expert1_difference.nii.gz", "2": "experts_expert2_difference.nii.gz"}
+    entry = legend["label_maps"]["orientation"]
+    assert entry["file"] == "experts_labels-orientation.nii.gz" and [e["name"] for e in entry["labels"]] == ["axial", "sagittal"]
+    assert (tmp_path / "experts_labels-orientation.ctbl").read_text().splitlines()[2:] == ["1 axial 1 2 3 255", "2 sagittal 4 5 6 255"]
+    np.testing.assert_array_equal(read_volume(tmp_path / "experts_expert2_difference.nii.gz", allow_label_map=True).array, result.expert_differences[1].array)
+    np.testing.assert_array_equal(read_volume(tmp_path / "experts_labels-orientation.nii.gz", allow_label_map=True).array, halves.array)
+    with pytest.raises(ValueError, match="lower-case"):
+        LabelMap("Kernel Orientation", "x", halves, [])
+
+
+@pytest.mark.parametrize("name", ["experts_expert2_difference.nii.gz", "experts_labels-orientation.nii.gz"])
+def test_an_output_named_like_a_difference_or_label_map_is_refused_before_the_run(tmp_path, head, name):
+    with pytest.raises(InputError, match="per-expert map"):
+        api.check_outputs(tmp_path / name, tmp_path / "experts.nii.gz", inputs=[head])
+
+
 def test_cli_refuses_a_bad_expert_map_before_computing(tmp_path, head, monkeypatch, capsys):
     monkeypatch.setattr(api, "run", never_run)
     code = main(["denoise", str(head), str(tmp_path / "out.nii.gz"), "--method", "smoe-patch", "--expert-map", str(tmp_path / "experts.png")])
@@ -440,6 +466,18 @@ def test_weights_loader_raises_method_unavailable(weights_copy):
     _break(weights_copy, "unpickles-badly")
     with pytest.raises(MethodUnavailable, match="could not be loaded"):
         weights.load_checked("backbone.pt", weights_copy / "smoe", "make train-smoe")
+
+
+def test_saved_weights_carry_their_own_hash_not_an_old_entrys(tmp_path):
+    import torch
+
+    from moemri import weights
+
+    stale = {"sha256": "0" * 64, "steps": 10}  # an entry copied from an older manifest
+    digest = weights.save_with_entry({"w": torch.ones(3)}, "w.pt", stale, tmp_path)
+    assert digest == weights.sha256_of(tmp_path / "w.pt") != stale["sha256"]
+    tensors, entry = weights.load_checked("w.pt", tmp_path, "make train-x")
+    assert entry["steps"] == 10 and torch.equal(tensors["w"], torch.ones(3))
 
 
 # --- 8. orientation-losing headers (cases in the NIfTI sweep above) ----------------------------

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from moemri.errors import InputError
-from moemri.methods.base import Expert, MethodInfo, MethodResult, OptionSpec, resolve_experts, resolve_options
+from moemri.methods.base import Expert, LabelMap, MethodInfo, MethodResult, OptionSpec, resolve_experts, resolve_options
 from moemri.progress import no_progress
 
 EXPERT_COLORS = [(230, 80, 70), (70, 170, 240), (250, 200, 60)]
@@ -73,6 +73,10 @@ class FakeGatedDenoiser:
             expert_map=volume.with_array(labels),
             expert_probabilities=StackedVolume(probabilities.astype(np.float32), volume.spacing, volume.origin, volume.direction),
             experts=experts_,
+            # What each expert changes: its smoothing where it is the winner.
+            expert_differences=[volume.with_array(np.where(labels == i + 1, out - a, 0).astype(np.float32)) for i in range(k)],
+            label_maps=[LabelMap("brightness", "brightness", volume.with_array(np.where(foreground, 1 + (a > np.median(a[foreground])), 0).astype(np.uint8)),
+                                 [Expert(1, "darker half", (0, 0, 255)), Expert(2, "brighter half", (255, 255, 0))])],
             metadata={"device": "cpu", "gate_temperature": 0.5, "per_expert_voxels": [int((labels == i + 1).sum()) for i in range(k)]},
         )
 

@@ -15,6 +15,7 @@ from MoEMRILib.expert_probabilities import (  # noqa: E402
     show_expert_probabilities,
 )
 from MoEMRILib.processing_logic import MoEProcessingLogic, expert_map_node_of  # noqa: E402
+from MoEMRILib.result_volumes import DIFFERENCE_REFERENCE, LABEL_MAP_REFERENCE, result_volume_nodes  # noqa: E402
 from moemri.errors import InputError  # noqa: E402
 from moemri.methods.base import Expert, MethodResult  # noqa: E402
 from moemri.methods.expert_probabilities import probability_volumes  # noqa: E402
@@ -85,6 +86,33 @@ def test_a_rerun_reuses_the_probability_nodes_and_drops_stale_ones(scene, small_
     assert scene.GetNumberOfNodes() < nodes_before
     only_second = show_expert_probabilities(result, request.outputNode, labels=[2])
     assert list(only_second) == [2]
+
+
+def test_difference_and_further_label_map_nodes_hang_off_the_output(scene, small_crop, fake_run):
+    request, result = fake_run
+    assert sorted(request.differenceNodes) == [1, 2, 3]
+    for label, node in request.differenceNodes.items():
+        assert node.IsA("vtkMRMLScalarVolumeNode") and not node.IsA("vtkMRMLLabelMapVolumeNode")
+        assert node.GetName() == f"small crop denoised tercile {label} difference"
+        np.testing.assert_allclose(slicer.util.arrayFromVolume(node), result.expert_differences[label - 1].array)
+        np.testing.assert_allclose(matrix(node), matrix(request.outputNode), atol=1e-9)
+        display = node.GetDisplayNode()
+        assert display.GetWindowLevelMin() == pytest.approx(-display.GetWindowLevelMax()) and display.GetWindowLevelMax() > 0
+    brightness = request.labelMapNodes["brightness"]
+    assert brightness.IsA("vtkMRMLLabelMapVolumeNode") and brightness.GetName() == "small crop denoised brightness"
+    color = brightness.GetDisplayNode().GetColorNode()
+    assert [color.GetColorName(i) for i in range(3)] == ["background", "darker half", "brighter half"]
+    np.testing.assert_array_equal(slicer.util.arrayFromVolume(brightness), result.label_maps[0].volume.array)
+
+    logic = MoEProcessingLogic()  # a rerun with fewer experts refills and drops, adds nothing
+    again = logic.prepare(small_crop, request.outputNode, "denoise", "test-fake-moe-denoise", experts=2)
+    rerun, seconds = logic.run(again)
+    logic.finish(again, rerun, seconds)
+    assert again.differenceNodes == {1: request.differenceNodes[1], 2: request.differenceNodes[2]}
+    assert request.differenceNodes[3].GetScene() is None
+    assert again.labelMapNodes == {"brightness": brightness}
+    assert set(result_volume_nodes(request.outputNode, DIFFERENCE_REFERENCE)) == {"1", "2"}
+    assert list(result_volume_nodes(request.outputNode, LABEL_MAP_REFERENCE)) == ["brightness"]
 
 
 def test_legend_read_back_from_the_scene_matches_the_result(scene, fake_run):

@@ -79,11 +79,16 @@ def test_background_moe_brings_back_expert_map_and_probabilities(scene, small_cr
     assert [(e.label, e.name, e.color) for e in job.result.experts] == [(e.label, e.name, e.color) for e in expected.experts]
     assert len(job.result.expert_probabilities) == 3
     np.testing.assert_allclose(job.result.expert_probabilities[1].array, expected.expert_probabilities.array[1], rtol=1e-6)
+    assert len(job.result.expert_differences) == 3
+    np.testing.assert_allclose(job.result.expert_differences[2].array, expected.expert_differences[2].array, rtol=1e-6)
+    assert [(m.name, m.title, [e.name for e in m.labels]) for m in job.result.label_maps] == [("brightness", "brightness", ["darker half", "brighter half"])]
+    np.testing.assert_array_equal(job.result.label_maps[0].volume.array, expected.label_maps[0].volume.array)
 
     logic.finish(request, job.result, job.seconds)
     color = request.expertMapNode.GetDisplayNode().GetColorNode()
     assert [color.GetColorName(i) for i in range(4)] == ["background", "tercile 1", "tercile 2", "tercile 3"]
     assert sorted(request.probabilityNodes) == [1, 2, 3]
+    assert sorted(request.differenceNodes) == [1, 2, 3] and list(request.labelMapNodes) == ["brightness"]
     assert request.outputNode.GetAttribute("MoEMRI.gate_temperature") == "0.5"
     assert result_warnings(request.outputNode) == ["cuda:0 ran out of memory; ran on the CPU"]
 

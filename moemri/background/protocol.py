@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import errors
-from ..methods.base import Expert, MethodResult
+from ..methods.base import Expert, LabelMap, MethodResult
 from ..progress import Progress, no_progress
 
 PROGRESS, WARNING, LOG = "progress", "warning", "log"
@@ -120,9 +120,15 @@ def load_result(folder: Path) -> MethodResult:
         image=read(description["image"]),
         expert_map=read(description["expert_map"]) if description.get("expert_map") else None,
         expert_probabilities=[read(name) for name in description.get("probabilities", [])] or None,
-        experts=[Expert(int(e["label"]), e["name"], tuple(e["color"]), e.get("description", "")) for e in description["experts"]],
+        experts=legend(description["experts"]),
+        expert_differences=[read(name) for name in description.get("differences", [])] or None,
+        label_maps=[LabelMap(m["name"], m["title"], read(m["file"]), legend(m["labels"])) for m in description.get("label_maps", [])],
         metadata=description.get("metadata", {}),
     )
+
+
+def legend(rows: list[dict]) -> list[Expert]:
+    return [Expert(int(e["label"]), e["name"], tuple(e["color"]), e.get("description", "")) for e in rows]
 
 
 def error_from_message(message: dict) -> Exception:

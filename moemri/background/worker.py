@@ -15,8 +15,10 @@ shown in the log panel with the child's stderr; the parent decodes it in protoco
     {"error": "<message>", "kind": "InputError"}     a user error (moemri.errors): the message says it all
     {"error": "<message>", "kind": "ValueError", "details": "<traceback>"}     a bug
     {"error": "<message>", "kind": "ModuleNotFoundError", "missing_module": "dipy"}
-Result files: result.nrrd, expert_map.nrrd, probability_<label>.nrrd and result.json
-    {"image", "expert_map", "probabilities": [...], "experts": [{label, name, color, description}],
+Result files: result.nrrd, expert_map.nrrd, probability_<label>.nrrd, difference_<label>.nrrd,
+labels_<name>.nrrd and result.json
+    {"image", "expert_map", "probabilities": [...], "differences": [...],
+     "label_maps": [{name, title, file, labels: [...]}], "experts": [{label, name, color, description}],
      "metadata": {...}}
 Exit code 0, or the error's exit code (moemri.errors), 1 for a bug.
 """
@@ -108,6 +110,15 @@ def _save(result, output_dir: Path, warnings: list[str]) -> None:
 
         for expert, volume in zip(result.experts, probability_volumes(result)):
             files["probabilities"].append(_write(volume, output_dir / f"probability_{expert.label}.nrrd", dtype="float32"))
+    files["differences"] = [
+        _write(volume, output_dir / f"difference_{expert.label}.nrrd", dtype="float32")
+        for expert, volume in zip(result.experts, result.expert_differences or [])
+    ]
+    files["label_maps"] = [
+        {"name": m.name, "title": m.title, "file": _write(m.volume, output_dir / f"labels_{m.name}.nrrd", dtype="int16"),
+         "labels": [{"label": e.label, "name": e.name, "color": list(e.color), "description": e.description} for e in m.labels]}
+        for m in result.label_maps
+    ]
     metadata = dict(result.metadata)
     if warnings:
         known = list(metadata.get("warnings") or [])

@@ -5,6 +5,7 @@ registry, the CLI, the benchmarks and both Slicer modules only ever talk to this
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -62,6 +63,25 @@ class Expert:
     description: str = ""
 
 
+LABEL_MAP_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass
+class LabelMap:
+    """A label volume beside the expert map, with its own legend: a second reading of the same run
+    (N-SMoE's kernel orientation per voxel, say). Saved as MAP_labels-<name>.<ext> with its colour
+    table, shown in Slicer as its own label map node."""
+
+    name: str  # lower-case words joined by '-': part of file and node names
+    title: str  # what a legend or a node name shows
+    volume: Volume  # integer labels on the result image's grid; 0 = none
+    labels: list[Expert]  # the legend: label, name, colour, description
+
+    def __post_init__(self):
+        if not LABEL_MAP_NAME.match(self.name):
+            raise ValueError(f"label map name {self.name!r}: use lower-case letters, digits and '-'")
+
+
 @dataclass
 class MethodResult:
     image: Volume
@@ -69,6 +89,12 @@ class MethodResult:
     # Optional soft gate: one 3-D Volume per expert, in the order of `experts`, values in [0, 1].
     expert_probabilities: list[Volume] | None = None
     experts: list[Expert] = field(default_factory=list)
+    # Optional: what each expert changes, one 3-D Volume per expert in the order of `experts`, on
+    # `image`'s grid (that expert's output minus the method's starting image, e.g. the upsampled
+    # input): the per-expert difference maps MoEDiff-SR's paper shows.
+    expert_differences: list[Volume] | None = None
+    # Optional further label volumes with their own legends (see LabelMap).
+    label_maps: list[LabelMap] = field(default_factory=list)
     # How the run went, for the CLI, the module's summary and the output node's attributes.
     # Shared keys: "warnings" (list of sentences the user should read: a device fallback, an
     # out-of-range input), "noise_level_percent" (the noise level used, % of brightest tissue),
