@@ -13,9 +13,7 @@ import slicer
 
 from . import compare_views
 from .expert_overlay import legend_from_nodes
-from .expert_probabilities import probability_nodes
-
-LABEL_OVERLAY = ""  # parameter node `overlay` value for the expert label map; else an expert label
+from .result_volumes import overlay_choices
 
 
 class ResultViews:
@@ -50,11 +48,11 @@ class ResultViews:
         if legendKey != self._legendKey:  # counting voxels is not free: only when the map changed
             self._legendKey = legendKey
             self.fillLegend(legend_from_nodes(labelNode) if legendKey else [])
-        probabilities = probability_nodes(pn.outputVolume)
-        overlaysKey = (labelNode.GetID() if labelNode else None, tuple((k, n.GetID()) for k, n in probabilities.items()))
+        choices = overlay_choices(pn.outputVolume, labelNode)
+        overlaysKey = tuple((key, node.GetID()) for _, key, node, _ in choices)
         if overlaysKey != self._overlaysKey:
             self._overlaysKey = overlaysKey
-            self.fillOverlays(labelNode, probabilities)
+            self.fillOverlays(choices)
         hasOverlay = self.ui.overlayComboBox.count > 0
         self.ui.showExpertMapCheckBox.enabled = hasOverlay
         self.ui.expertMapOpacitySliderWidget.enabled = hasOverlay
@@ -73,15 +71,13 @@ class ResultViews:
             table.setItem(row, 2, qt.QTableWidgetItem(f"{100 * share:.1f} %"))
         table.visible = bool(rows)
 
-    def fillOverlays(self, labelNode, probabilities) -> None:
+    def fillOverlays(self, choices) -> None:
         combo = self.ui.overlayComboBox
         self._updating = True
         try:
             combo.clear()
-            if labelNode is not None:
-                combo.addItem("Expert map (which expert, per voxel)", LABEL_OVERLAY)
-            for label, node in probabilities.items():
-                combo.addItem(f"Probability: {node.GetName()}", str(label))
+            for text, key, _, _ in choices:
+                combo.addItem(text, key)
             index = combo.findData(self.parameterNode.overlay)
             combo.currentIndex = index if index >= 0 else 0
         finally:
@@ -96,25 +92,28 @@ class ResultViews:
         self.showOverlay()
 
     def showOverlay(self, *unused) -> None:
-        """The picked overlay (label map or one probability map), or none when unticked."""
+        """The picked overlay (a label map, or a probability or difference map over the result), or
+        none when unticked."""
         pn = self.parameterNode
         if pn is None:
             return
         scene = slicer.mrmlScene
         show = self.ui.showExpertMapCheckBox.checked
         opacity = self.ui.expertMapOpacitySliderWidget.value
-        probability = probability_nodes(pn.outputVolume).get(int(pn.overlay)) if pn.overlay.isdigit() else None
-        if probability is not None and show:
-            compare_views.show_probability_overlay(scene, pn.outputVolume, probability, opacity)
+        choices = overlay_choices(pn.outputVolume, pn.expertMapVolume)
+        picked = next(((node, layer) for _, key, node, layer in choices if key == pn.overlay), (None, None))
+        if picked[1] == "foreground" and show:
+            compare_views.show_probability_overlay(scene, pn.outputVolume, picked[0], opacity)
             return
-        if probability is not None or self._showsProbability():
-            # Back from a probability overlay: input under the result again.
+        if picked[1] == "foreground" or self._showsScalarOverlay(choices):
+            # Back from a scalar overlay: input under the result again.
             compare_views.show_before_after(scene, pn.inputVolume, pn.outputVolume, fade=pn.fade, side_by_side=False)
-        if pn.expertMapVolume is not None:  # without one, a label map the user shows is left alone
-            compare_views.set_label_layer(scene, pn.expertMapVolume if show else None, opacity)
+        labelNode = picked[0] if picked[1] == "label" else pn.expertMapVolume
+        if labelNode is not None:  # without one, a label map the user shows is left alone
+            compare_views.set_label_layer(scene, labelNode if show else None, opacity)
 
-    def _showsProbability(self) -> bool:
-        ids = {n.GetID() for n in probability_nodes(self.parameterNode.outputVolume).values()}
+    def _showsScalarOverlay(self, choices) -> bool:
+        ids = {node.GetID() for _, _, node, layer in choices if layer == "foreground"}
         return any(c.GetForegroundVolumeID() in ids for c in compare_views.slice_composite_nodes(slicer.mrmlScene).values())
 
     def showResult(self) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from moemri.methods.base import MethodResult
 
 from .expert_overlay import show_expert_map
+from .expert_probabilities import probability_nodes
 from .volume_nodes import update_node_from_volume
 
 DIFFERENCE_REFERENCE = "MoEMRIExpertDifference"  # output node -> difference nodes, in expert order
@@ -83,3 +84,23 @@ def _refill(outputNode, reference: str, wanted: dict, node_class: str, name_of) 
     for index, node in enumerate(nodes.values()):
         outputNode.SetNthNodeReferenceID(reference, index, node.GetID())
     return nodes
+
+
+LABEL_OVERLAY = ""  # the overlay key of the expert label map
+
+
+def overlay_choices(outputNode, expertMapNode) -> list[tuple[str, str, object, str]]:
+    """What the panel's overlay picker offers for one result, in order: (text, key, node, layer),
+    layer "label" (shown as the label layer) or "foreground" (a scalar map over the result).
+    Keys, kept in the parameter node: "" the expert map, "<label>" an expert's probability,
+    "difference:<label>" what that expert changes, "labels:<name>" a further label map."""
+    choices = []
+    if expertMapNode is not None:
+        choices.append(("Expert map (which expert, per voxel)", LABEL_OVERLAY, expertMapNode, "label"))
+    for label, node in probability_nodes(outputNode).items():
+        choices.append((f"Probability: {node.GetName()}", str(label), node, "foreground"))
+    for key, node in result_volume_nodes(outputNode, DIFFERENCE_REFERENCE).items():
+        choices.append((f"Difference: {node.GetName()}", f"difference:{key}", node, "foreground"))
+    for key, node in result_volume_nodes(outputNode, LABEL_MAP_REFERENCE).items():
+        choices.append((f"Labels: {node.GetName()}", f"labels:{key}", node, "label"))
+    return choices

@@ -19,7 +19,7 @@ import vtk
 
 import slicer
 from moemri.background.run import default_python
-from moemri.methods.base import Expert, MethodResult
+from moemri.methods.base import Expert, LabelMap, MethodResult
 from moemri.volume import crop_volume
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 
@@ -27,6 +27,7 @@ from . import compare_views
 from .dependencies import stock_classical_method
 from .expert_overlay import legend_from_nodes
 from .processing_logic import MoEProcessingLogic
+from .result_volumes import overlay_choices
 from .sample_data import sample_volume_path
 from .volume_nodes import update_node_from_volume, volume_from_node
 
@@ -160,12 +161,23 @@ def check_overlay_and_compare(test, task: str, inputNode, method: str, options: 
     edges = np.quantile(image[image > image.mean()], [1 / 3, 2 / 3])
     labels = np.where(image > image.mean(), 1 + np.searchsorted(edges, image), 0).astype(np.int16)
     experts = [Expert(1, "dark tissue", (40, 90, 220)), Expert(2, "mid tissue", (60, 200, 90)), Expert(3, "bright tissue", (230, 70, 60))]
-    staged = MethodResult(result.image, expert_map=result.image.with_array(labels), experts=experts, metadata=result.metadata)
+    differences = [result.image.with_array(np.where(labels == e.label, image - image.mean(), 0).astype(np.float32)) for e in experts]
+    halves_array = np.ones_like(labels)
+    halves_array[..., image.shape[2] // 2:] = 2
+    halves = LabelMap("halves", "left or right", result.image.with_array(halves_array),
+                      [Expert(1, "one half", (200, 200, 0)), Expert(2, "other half", (0, 200, 200))])
+    staged = MethodResult(result.image, expert_map=result.image.with_array(labels), experts=experts, metadata=result.metadata,
+                          expert_differences=differences, label_maps=[halves])
     logic.finish(request, staged, seconds)
     labelNode = request.expertMapNode
     colorNode = labelNode.GetDisplayNode().GetColorNode()
     test.assertEqual([colorNode.GetColorName(i) for i in range(4)], ["background", "dark tissue", "mid tissue", "bright tissue"])
     test.assertEqual([row[1] for row in legend_from_nodes(labelNode)], ["dark tissue", "mid tissue", "bright tissue"])
+    # Difference maps and further label maps are offered as overlays beside the expert map.
+    test.assertEqual([key for _, key, _, _ in overlay_choices(request.outputNode, labelNode)],
+                     ["", "difference:1", "difference:2", "difference:3", "labels:halves"])
+    halvesColors = request.labelMapNodes["halves"].GetDisplayNode().GetColorNode()
+    test.assertEqual(halvesColors.GetColorName(2), "other half")
 
     test.delayDisplay("Compare before/after")
     layoutNode = slicer.app.layoutManager().layoutLogic().GetLayoutNode()

@@ -15,7 +15,7 @@ from MoEMRILib.expert_probabilities import (  # noqa: E402
     show_expert_probabilities,
 )
 from MoEMRILib.processing_logic import MoEProcessingLogic, expert_map_node_of  # noqa: E402
-from MoEMRILib.result_volumes import DIFFERENCE_REFERENCE, LABEL_MAP_REFERENCE, result_volume_nodes  # noqa: E402
+from MoEMRILib.result_volumes import DIFFERENCE_REFERENCE, LABEL_MAP_REFERENCE, overlay_choices, result_volume_nodes  # noqa: E402
 from moemri.errors import InputError  # noqa: E402
 from moemri.methods.base import Expert, MethodResult  # noqa: E402
 from moemri.methods.expert_probabilities import probability_volumes  # noqa: E402
@@ -112,6 +112,10 @@ def test_difference_and_further_label_map_nodes_hang_off_the_output(scene, small
     assert request.differenceNodes[3].GetScene() is None
     assert again.labelMapNodes == {"brightness": brightness}
     assert set(result_volume_nodes(request.outputNode, DIFFERENCE_REFERENCE)) == {"1", "2"}
+    choices = overlay_choices(request.outputNode, again.expertMapNode)
+    assert [(key, layer) for _, key, _, layer in choices] == [
+        ("", "label"), ("1", "foreground"), ("2", "foreground"), ("difference:1", "foreground"), ("difference:2", "foreground"), ("labels:brightness", "label")]
+    assert choices[-1][2] is brightness and choices[0][2] is again.expertMapNode
     assert list(result_volume_nodes(request.outputNode, LABEL_MAP_REFERENCE)) == ["brightness"]
 
 

@@ -285,7 +285,8 @@ def test_panel_runs_a_mixture_of_experts_and_shows_its_experts(scene, small_crop
     assert pn.outputVolume.GetAttribute("MoEMRI.experts") == "3" and pn.expertMapVolume is not None
     assert ui.resultLabel.text.startswith("test-fake-moe-denoise, 3 experts on cpu")
     assert ui.expertLegendTable.rowCount() == 3 and ui.expertLegendTable.item(2, 1).text == "tercile 3"
-    assert [d for _, d in ui.overlayComboBox.items] == ["", "1", "2", "3"] and ui.overlayComboBox.enabled
+    assert [d for _, d in ui.overlayComboBox.items] == ["", "1", "2", "3", "difference:1", "difference:2", "difference:3", "labels:brightness"]
+    assert ui.overlayComboBox.enabled
     assert panel_module.calls["layers"][-1]["foreground"] is pn.outputVolume
 
     from MoEMRILib import compare_views
@@ -296,6 +297,13 @@ def test_panel_runs_a_mixture_of_experts_and_shows_its_experts(scene, small_crop
     assert pn.overlay == "2"
     probability = pn.outputVolume.GetNthNodeReference("MoEMRIExpertProbability", 1)
     assert all(c.GetForegroundVolumeID() == probability.GetID() and c.GetLabelVolumeID() is None for c in composites.values())
+    ui.overlayComboBox.currentIndex = 6  # what expert 3 changes, over the result
+    difference = pn.outputVolume.GetNthNodeReference("MoEMRIExpertDifference", 2)
+    assert pn.overlay == "difference:3" and all(c.GetForegroundVolumeID() == difference.GetID() for c in composites.values())
+    ui.overlayComboBox.currentIndex = 7  # the further label map, as the label layer over input under result
+    brightness = pn.outputVolume.GetNthNodeReference("MoEMRILabelMap", 0)
+    assert all(c.GetLabelVolumeID() == brightness.GetID() and c.GetForegroundVolumeID() == pn.outputVolume.GetID() for c in composites.values())
+    ui.overlayComboBox.currentIndex = 2
     ui.showExpertMapCheckBox.checked = False  # hide it: back to the input under the result
     assert all(c.GetForegroundVolumeID() == pn.outputVolume.GetID() for c in composites.values())
 
