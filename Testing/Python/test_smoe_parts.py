@@ -30,15 +30,19 @@ def slices(sample_volume):
     return torch.from_numpy(normalised[88:93][None].copy())  # one 5-slice stack, (1, 5, 233, 197)
 
 
-def test_front_and_tail_are_the_whole_network(backbone, slices):
+@pytest.mark.parametrize("tail_layers", [3, 1, 7])
+def test_front_and_tail_are_the_whole_network(backbone, slices, tail_layers):
     sigma = torch.full((1, 1) + slices.shape[2:], 0.03)
     x = DnCNN.inputs(slices, sigma)
-    front, tail = split(backbone)
+    front, tail = split(backbone, tail_layers)
     with torch.no_grad():
         whole = backbone(x)
         parts = ExpertTails([tail]).one(0, front(x))
     assert torch.allclose(whole, parts, atol=1e-5)
     assert not any(p.requires_grad for p in front.parameters())
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in tail) == tail_layers
+    with pytest.raises(ValueError, match="tail layers"):
+        split(backbone, backbone.depth)
 
 
 def test_routed_tails_equal_the_weighted_sum_of_all_tails(backbone, slices):

@@ -142,19 +142,19 @@ class BackboneTask:
 
 def _parts(model: DnCNN, front, tails, gate, gate_kind):
     """What method.load_mixture returns, for weights still in training."""
-    entry = {"sha256": "in-training", "parameters": {"gate": gate_kind}}
+    entry = {"sha256": "in-training", "parameters": {"gate": gate_kind}}  # (the tails are already split off)
     return front, tails, gate, [], entry, (model.in_slices // 2, model.receptive_radius, model.channels)
 
 
 class ExpertsTask:
     """K tails over the frozen front, routed by hard EM with a learned gate (see the docstring)."""
 
-    def __init__(self, model: DnCNN, kind: str, experts: int, sampler: PatchSampler, batch: int, steps: int, validation, seed: int, routing: str = "em"):
+    def __init__(self, model: DnCNN, kind: str, experts: int, sampler: PatchSampler, batch: int, steps: int, validation, seed: int, routing: str = "em", tail_layers: int = 3):
         self.kind, self.experts, self.sampler, self.batch, self.steps, self.validation = kind, experts, sampler, batch, steps, validation
         self.routing = routing
         self.name = f"smoe-{kind}-k{experts}" + ("" if routing == "em" or kind != "patch" else f"-{routing}")
-        self.model = model
-        self.front, tail = split(model)
+        self.model, self.tail_layers = model, tail_layers
+        self.front, tail = split(model, tail_layers)
         self.tails = ExpertTails.copies(tail, experts)
         self.gate = GateNet(experts)
         self.error_scale = None  # running per-pixel squared error, the s^2 of the EM posterior

@@ -126,8 +126,8 @@ def load_mixture(kind: str, experts: int):
     model = DnCNN(**backbone_entry["parameters"]["architecture"])
     model.load_state_dict(backbone)
     model.eval()
-    front, tail = split(model)
     state, entry = weight_files.load(weight_files.expert_file(kind, experts))
+    front, tail = split(model, int(entry["parameters"].get("tail_layers", 3)))
     tails = ExpertTails.copies(tail, experts)
     tails.load_state_dict({k[len("tails.") :]: v for k, v in state.items() if k.startswith("tails.")})
     gate = None

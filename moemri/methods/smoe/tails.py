@@ -49,10 +49,13 @@ def fuse_batch_norm(modules) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
-def split(model: DnCNN) -> tuple[nn.Sequential, nn.Sequential]:
+def split(model: DnCNN, tail_layers: int = TAIL_LAYERS) -> tuple[nn.Sequential, nn.Sequential]:
     """(front, tail) of a trained DnCNN, batch norms folded: front(x) -> features; tail(features)
-    -> residual / OUTPUT_SCALE. front + tail is the whole network."""
-    blocks = TAIL_LAYERS - 1
+    -> residual / OUTPUT_SCALE, the last `tail_layers` convolutions. front + tail is the whole
+    network."""
+    blocks = tail_layers - 1
+    if not 1 <= tail_layers <= model.depth - 1:
+        raise ValueError(f"a {model.depth}-layer DnCNN has 1 to {model.depth - 1} tail layers, not {tail_layers}")
     trunk = list(model.trunk)
     cut = len(trunk) - 3 * blocks  # each middle block is conv, batch norm, ReLU
     front = fuse_batch_norm(trunk[:cut])
