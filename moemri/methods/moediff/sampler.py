@@ -1,0 +1,64 @@
+"""MoEDiff-SR's sampler: deterministic DDIM (eta = 0) with MONAI's scheduler on a cosine noise
+schedule, seeded.
+
+The starting noise is drawn on the CPU from a torch.Generator seeded by (seed, orientation,
+slice index), then moved to the device, so the same seed gives the same noise on a CPU and a GPU
+and a slice's result does not depend on how slices are batched. With eta = 0 nothing else is
+random. The model predicts x0 ("sample"); the mix of the experts' x0 estimates by weights that
+sum to one is the same as the mix of their noise estimates (the noise estimate is affine in x0
+with the same coefficients for every expert), so this is the paper's mixing of noise estimates.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .experts import TRAIN_TIMESTEPS
+
+PREDICTION = "sample"
+
+
+def make_scheduler(prediction_type: str = PREDICTION):
+    from monai.networks.schedulers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=TRAIN_TIMESTEPS, schedule="cosine", clip_sample=False, set_alpha_to_one=True, prediction_type=prediction_type
+    )
+
+
+def slice_noise(shape, seed: int, orientation: int, first_slice: int) -> torch.Tensor:
+    """(n, 1, H, W) standard normal noise, slice i from its own generator (seed, orientation, i)."""
+    n, h, w = shape
+    out = torch.empty((n, 1, h, w), dtype=torch.float32)
+    for i in range(n):
+        g = torch.Generator(device="cpu")
+        g.manual_seed(int(np.random.SeedSequence([seed, orientation, first_slice + i]).generate_state(1)[0]))
+        out[i, 0] = torch.randn((h, w), generator=g, dtype=torch.float32)
+    return out
+
+
+@dataclass
+class Sample:
+    residual: torch.Tensor  # (N, 1, H, W) mixed x0 estimate after the last step (scaled residual)
+    weights: torch.Tensor  # (N, E, H, W) pixel gate weights
+    token_weights: torch.Tensor  # (N, E, h, w)
+    expert_residuals: torch.Tensor  # (N, E, H, W) each expert's own x0 estimate at the last step
+
+
+@torch.no_grad()
+def sample(model, low, ratios, noise, steps: int, mixing: str = "soft", scheduler=None) -> Sample:
+    """DDIM from `noise` (N, 1, H, W) in `steps` steps, conditioned on `low` (N, 1, H, W)."""
+    scheduler = scheduler or make_scheduler()
+    scheduler.set_timesteps(int(steps))
+    tokens, weights = model.weights(low, mixing)
+    x = noise.to(low.device)
+    estimates = mixed = None
+    for t in scheduler.timesteps:
+        t = t.to(low.device)
+        estimates = model.expert_estimates(x, low, t, ratios)
+        mixed = (weights * estimates).sum(dim=1, keepdim=True)
+        x, _ = scheduler.step(mixed, int(t), x)
+    assert estimates is not None
+    return Sample(mixed, weights, tokens, estimates)
