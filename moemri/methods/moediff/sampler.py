@@ -7,6 +7,13 @@ and a slice's result does not depend on how slices are batched. With eta = 0 not
 random. The model predicts x0 ("sample"); the mix of the experts' x0 estimates by weights that
 sum to one is the same as the mix of their noise estimates (the noise estimate is affine in x0
 with the same coefficients for every expert), so this is the paper's mixing of noise estimates.
+
+Time steps: MONAI's `set_timesteps` spaces them by linspace(999, 0, n) but its `step` takes the
+previous step to be t - 1000 // n; with few steps the two disagree (5 steps: the model is asked at
+749 for a sample made for 799, and the last call, at t = 0, gets a sample with noise left from
+t = 50, which the model then passes through as if clean). `timesteps` below are the ones `step`
+assumes, "trailing" from 999 (Lin et al., WACV 2024): 999, 799, ..., 199 for 5 steps; the last
+step's x0 estimate is the result.
 """
 from __future__ import annotations
 
@@ -39,6 +46,12 @@ def slice_noise(shape, seed: int, orientation: int, first_slice: int) -> torch.T
     return out
 
 
+def timesteps(steps: int, train_timesteps: int = TRAIN_TIMESTEPS) -> torch.Tensor:
+    """The DDIM time steps, trailing from the last training step, `train_timesteps // steps` apart."""
+    stride = train_timesteps // int(steps)
+    return (train_timesteps - 1 - stride * torch.arange(int(steps))).long()
+
+
 @dataclass
 class Sample:
     residual: torch.Tensor  # (N, 1, H, W) mixed x0 estimate after the last step (scaled residual)
@@ -52,6 +65,7 @@ def sample(model, low, ratios, noise, steps: int, mixing: str = "soft", schedule
     """DDIM from `noise` (N, 1, H, W) in `steps` steps, conditioned on `low` (N, 1, H, W)."""
     scheduler = scheduler or make_scheduler()
     scheduler.set_timesteps(int(steps))
+    scheduler.timesteps = timesteps(steps, scheduler.num_train_timesteps)
     tokens, weights = model.weights(low, mixing)
     x = noise.to(low.device)
     estimates = mixed = None
