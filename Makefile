@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix clean-venv
+.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix train-moediff clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,13 @@ train-smoe: data
 # before copying them over Resources/Weights/remix.
 train-remix: data
 	nice -n 10 $(BIN)/python -m moemri.train.remix --export --out Resources/Weights/remix-candidate/remix
+
+# Trains MoEDiff-SR with E = 3, 1 and 5 experts in turn, the same steps each (seeded; checkpoints
+# and train.log in Resources/Weights/moediff/checkpoints; ~15 min per run on one idle core, E = 5
+# longer). Stopped (SIGTERM, Ctrl-C, MINUTES=...), the same command resumes; each finished run is
+# written to Resources/Weights/moediff with its manifest entry.
+train-moediff: data
+	nice -n 10 $(BIN)/python -m moemri.train.moediff $(if $(MINUTES),--minutes $(MINUTES))
 
 clean-venv:
 	rm -rf $(VENV)

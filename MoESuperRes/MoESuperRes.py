@@ -36,14 +36,16 @@ interpolators, marked so, to compare against. The output covers the input's exte
 chosen voxel size or scale factor. Apply runs in a background process (Cancel stops it; the Log shows
 its output); the expert map is drawn over the result; Compare shows input and result in linked views
 with a fade. Try Sample Data &gt; MoE-MRI. Methods: REMIx (Morell-Ortega et al., MIDL 2024), one 3-D U-Net
-per voxel-volume bin; in MoE Denoise, sparse mixture-of-experts denoising with DnCNN experts (Deng and
+per voxel-volume bin; MoEDiff-SR (Wang et al., arXiv:2504.07308), a transformer gate that weighs small
+diffusion denoisers per token, slice by slice, with its gate maps (winning expert, each expert's weight
+and what it changes) for the overlay; in MoE Denoise, sparse mixture-of-experts denoising with DnCNN experts (Deng and
 Campbell, arXiv:2501.14198). Needs Slicer 5.8 or later.
 See the <a href="https://github.com/moe-mri/SlicerMoEMRI">documentation</a>.
 """
         self.parent.acknowledgementText = """
 By the MoE-MRI team on the Slicer scripted-module template (J-C. Fillion-Robin, Kitware; A. Lasso,
 PerkLab; S. Pieper, Isomics), with the methods of the sparse MoE DnCNN (Deng and Campbell, arXiv:2501.14198) and
-REMIx (Morell-Ortega et al., MIDL 2024) papers. Sample head: MNI ICBM 152 2009a nonlinear symmetric T1 (McConnell Brain Imaging Centre).
+REMIx (Morell-Ortega et al., MIDL 2024) and MoEDiff-SR (Wang et al., arXiv:2504.07308) papers. Sample head: MNI ICBM 152 2009a nonlinear symmetric T1 (McConnell Brain Imaging Centre).
 """
         icon = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Resources", "Icons", "MoESuperRes.png")
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))

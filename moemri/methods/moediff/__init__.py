@@ -1,0 +1,1 @@
+"""MoEDiff-SR: a mixture-of-experts-guided diffusion model for slice-wise MRI super-resolution."""
