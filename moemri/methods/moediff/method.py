@@ -186,8 +186,9 @@ class MoEDiffSR:
 
                 n, h, w = slices.shape
                 H, W = _ceil(h, PAD_MULTIPLE), _ceil(w, PAD_MULTIPLE)
-                low = torch.zeros((n, 1, H, W), dtype=torch.float32)  # air beyond the slice's edge
-                low[:, 0, :h, :w] = torch.from_numpy(slices)
+                # Edge pixels repeated beyond the slice: where the volume ends inside the head (a slab,
+                # a thin stack of thick slices) zeros would be an edge the network never saw in training.
+                low = torch.nn.functional.pad(torch.from_numpy(slices)[:, None], (0, W - w, 0, H - h), mode="replicate")
                 noise = slice_noise((n, H, W), seed, o, first[0]) * temperature
                 first[0] += n
                 ratios = torch.from_numpy(np.tile(condition, (n, 1))).to(torch_device)
