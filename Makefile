@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix clean-venv
+.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix train-nsmoe clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ train-smoe: data
 # before copying them over Resources/Weights/remix.
 train-remix: data
 	nice -n 10 $(BIN)/python -m moemri.train.remix --export --out Resources/Weights/remix-candidate/remix
+
+# Trains N-SMoE (K = 8, the K = 1 ablation, then K = 8's adversarial fine-tune; seeded, resumable,
+# checkpoints and train.log in Resources/Weights/nsmoe/checkpoints; ~45 min on one core) and
+# exports every finished model to Resources/Weights/nsmoe.
+train-nsmoe: data
+	nice -n 10 $(BIN)/python -m moemri.train.nsmoe --export $(if $(MINUTES),--minutes $(MINUTES))
 
 clean-venv:
 	rm -rf $(VENV)

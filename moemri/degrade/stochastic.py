@@ -29,7 +29,8 @@ INTERPOLATION_ORDERS = (1, 3)  # linear, cubic spline
 
 
 def stochastic_degradation(
-    volume_or_array, rng, reference_intensity: float | None = None, *, axes=None, scale: float | None = None, level_range=None
+    volume_or_array, rng, reference_intensity: float | None = None, *, axes=None, scale: float | None = None, level_range=None,
+    noise: str | None = None,
 ):
     """(degraded, params): one random draw of the degradation model.
 
@@ -38,7 +39,8 @@ def stochastic_degradation(
     `reference_intensity` pins "100 %" noise; by default it is the input's brightest tissue.
     Training a slice-wise network needs a few draws pinned: `axes` (array axes) are the only ones
     blurred and downsampled (a stack of neighbouring 2-D slices: the in-plane axes; a thick-slice
-    scan: one of them), `scale` fixes the factor, `level_range` the noise level's range (percent).
+    scan: one of them), `scale` fixes the factor, `level_range` the noise level's range (percent),
+    `noise` the noise type (one of NOISE_TYPES).
     """
     rng = np.random.default_rng(rng)
     is_volume = isinstance(volume_or_array, Volume)
@@ -56,6 +58,10 @@ def stochastic_degradation(
     scale = drawn_scale if scale is None else float(scale)
     order = int(INTERPOLATION_ORDERS[rng.integers(len(INTERPOLATION_ORDERS))])
     noise_type = NOISE_TYPES[rng.integers(len(NOISE_TYPES))]
+    if noise is not None:
+        if noise not in NOISE_TYPES:
+            raise ValueError(f"noise type {noise!r} is not one of {', '.join(NOISE_TYPES)}")
+        noise_type = noise
     level = 0.0 if noise_type == "none" else float(rng.uniform(*(level_range or NOISE_LEVEL_RANGE)))
     varying = bool(noise_type != "none" and rng.random() < 0.5)
 

@@ -28,7 +28,7 @@ BLOCK = 2
 
 
 class NSMoE(nn.Module):
-    def __init__(self, kernels: int, block: int = BLOCK, channels: int = 32, stem: int = 16, heads: int = 4, window: int = 8):
+    def __init__(self, kernels: int, block: int = BLOCK, channels: int = 32, stem: int = 24, heads: int = 2, window: int = 8):
         super().__init__()
         self.kernels, self.block = kernels, block
         self.architecture = {"kernels": kernels, "block": block, "channels": channels, "stem": stem, "heads": heads, "window": window}
@@ -69,7 +69,8 @@ def scale_of(positions: np.ndarray) -> float:
 def bspline_at(slices: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Cubic B-spline (interpolating, as ITK's and Slicer's) of each [h, w] slice at rows x cols."""
     out = np.empty((slices.shape[0], rows.shape[0], cols.shape[0]), np.float32)
-    if np.allclose(rows, np.arange(slices.shape[1])) and np.allclose(cols, np.arange(slices.shape[2])):
+    same = rows.shape[0] == slices.shape[1] and cols.shape[0] == slices.shape[2]
+    if same and np.allclose(rows, np.arange(slices.shape[1])) and np.allclose(cols, np.arange(slices.shape[2])):
         out[:] = slices  # same grid: interpolation is the identity
         return out
     grid = np.meshgrid(rows, cols, indexing="ij")
