@@ -55,7 +55,7 @@ train-remix: data
 	nice -n 10 $(BIN)/python -m moemri.train.remix --export --out Resources/Weights/remix-candidate/remix
 
 # Trains N-SMoE (K = 8, the K = 1 ablation, then K = 8's adversarial fine-tune; seeded, resumable,
-# checkpoints and train.log in Resources/Weights/nsmoe/checkpoints; ~45 min on one core) and
+# checkpoints and train.log in Resources/Weights/nsmoe/checkpoints; ~30 min on one core) and
 # exports every finished model to Resources/Weights/nsmoe.
 train-nsmoe: data
 	nice -n 10 $(BIN)/python -m moemri.train.nsmoe --export $(if $(MINUTES),--minutes $(MINUTES))

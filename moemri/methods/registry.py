@@ -21,6 +21,7 @@ def _load_builtin_methods() -> None:
     from . import classical_denoise, classical_resample  # noqa: F401
     from .smoe import method as _smoe  # noqa: F401
     from .remix import method as _remix  # noqa: F401
+    from .nsmoe import method as _nsmoe  # noqa: F401
 
 
 def all_methods(task: Task | None = None) -> list[Method]:

@@ -26,6 +26,9 @@ import numpy as np
 BATCH = 8
 SSIM_WEIGHT = 0.1  # PSNR is what the benchmark scores; SSIM keeps structure from washing out
 ADVERSARIAL_WEIGHT = 0.005
+# Measured: on denoising alone a peak of 3e-3 learned far faster than 1e-3 (+7.3 against +0.3 dB
+# over the noisy input after 150 steps), but on the mixed tasks it diverged at step 700; 1.5e-3 did not.
+PEAK_LEARNING_RATE = 1.5e-3
 VALIDATION_MSE_FLOOR = 1e-6
 
 log = logging.getLogger("moemri.train.nsmoe")
@@ -130,12 +133,16 @@ def run_stage(args, stage, heads, validation, deadline) -> bool:
     if done.is_file():
         return True
     kernels, adversarial, parent = STAGES[stage]
+    seed = args.seed * 100 + list(STAGES).index(stage)
+    torch.manual_seed(seed)  # the initial weights too (the loop seeds only what follows)
     model = NSMoE(kernels)
-    steps, lr = (args.adversarial_steps, 2e-4) if adversarial else (args.steps, 1.5e-3)
+    steps, lr = (args.adversarial_steps, 3e-4) if adversarial else (args.steps, PEAK_LEARNING_RATE)
     if parent is not None:
         model.load_state_dict(torch.load(_finished(args.checkpoints, parent))["state"])
     task = NSMoETask(stage, model, heads, validation, adversarial)
-    schedule = Schedule(steps=steps, learning_rate=lr, validate_every=args.validate_every, seed=args.seed * 100 + list(STAGES).index(stage))
+    # The adversarial fine-tune is scored from its first validation on, not against its starting
+    # weights: a PSNR score alone would keep the reconstruction model and ship it under that name.
+    schedule = Schedule(steps=steps, learning_rate=lr, validate_every=args.validate_every, seed=seed, validate_first=not adversarial)
     minutes = None if deadline is None else max(1e-9, (deadline - time.monotonic()) / 60)
     checkpoint = args.checkpoints / f"{stage}.ckpt"
     outcome = train(task, schedule, checkpoint, minutes=minutes, progress=False)

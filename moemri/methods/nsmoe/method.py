@@ -202,7 +202,7 @@ def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts:
         "seconds": round(time.perf_counter() - start, 2),
     }
     if spacing is not None:
-        metadata["spacing"] = list(grid.spacing)
+        metadata[SPACING_SPEC.name] = list(grid.spacing)
     return MethodResult(
         image=image, expert_map=labels_volume(1, "experts"), experts=experts, expert_probabilities=probabilities,
         expert_differences=differences, label_maps=label_maps, metadata=metadata,
