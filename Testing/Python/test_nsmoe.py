@@ -141,13 +141,21 @@ MEASURED_SR_MARGIN_DB = 1.0
 MEASURED_DENOISE_MARGIN_DB = 6.0
 
 
-def test_cli_writes_expert_and_orientation_maps(tmp_path, head_crop):
+@pytest.fixture(scope="module")
+def small_crop(sample_volume):
+    """48 x 48 x 16 voxels of the sample head: --scale 2.5 refines all three axes (two passes)."""
+    from moemri.volume import crop_volume
+
+    return crop_volume(sample_volume, (66, 76, 84), (114, 124, 100))
+
+
+def test_cli_writes_expert_and_orientation_maps(tmp_path, small_crop):
     from moemri.cli.main import main
     from moemri.degrade.resolution import thick_slices
     from moemri.io import read_volume, write_volume
 
     thick = tmp_path / "thick.nii.gz"
-    write_volume(_oblique(thick_slices(head_crop, 2, axis="z")), thick)
+    write_volume(_oblique(thick_slices(small_crop, 2, axis="z")), thick)
     out, experts = tmp_path / "sr.nii.gz", tmp_path / "experts.nii.gz"
     assert main(["superres", str(thick), str(out), "--method", "nsmoe-sr", "--scale", "2.5", "--expert-map", str(experts)]) == 0
     image, labels = read_volume(out), read_volume(experts, allow_label_map=True)
@@ -160,7 +168,7 @@ def test_cli_writes_expert_and_orientation_maps(tmp_path, head_crop):
     assert (tmp_path / "experts.ctbl").read_text().count("fine") == 5
 
     noisy, denoised, dmap = tmp_path / "noisy.nii.gz", tmp_path / "denoised.nii.gz", tmp_path / "dmap.nii.gz"
-    write_volume(_oblique(head_crop), noisy)
+    write_volume(_oblique(small_crop), noisy)
     assert main(["denoise", str(noisy), str(denoised), "--method", "nsmoe-denoise", "--experts", "1", "--expert-map", str(dmap)]) == 0
     assert read_volume(dmap, allow_label_map=True).same_geometry(read_volume(noisy), atol=1e-5)
     assert (tmp_path / "dmap_labels-orientation.nii.gz").is_file()
