@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix train-moediff clean-venv
+.PHONY: demo test data browser web screenshots bench-denoise bench-superres train-smoe train-remix train-moediff train-nsmoe clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,12 @@ train-remix: data
 # written to Resources/Weights/moediff with its manifest entry.
 train-moediff: data
 	nice -n 10 $(BIN)/python -m moemri.train.moediff $(if $(MINUTES),--minutes $(MINUTES))
+
+# Trains N-SMoE (K = 8, the K = 1 ablation, then K = 8's adversarial fine-tune; seeded, resumable,
+# checkpoints and train.log in Resources/Weights/nsmoe/checkpoints; ~30 min on one core) and
+# exports every finished model to Resources/Weights/nsmoe.
+train-nsmoe: data
+	nice -n 10 $(BIN)/python -m moemri.train.nsmoe --export $(if $(MINUTES),--minutes $(MINUTES))
 
 clean-venv:
 	rm -rf $(VENV)

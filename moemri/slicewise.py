@@ -17,7 +17,9 @@ puts the results back together on the output grid:
 A slice function `fn(slices [n, h, w], rows [H], cols [W]) -> [n, C, H, W]` gets the output
 samples' positions in the slice's pixel coordinates (pixel centres at 0 .. h-1). Channel 0 is the
 image; further channels (gate probabilities, labels) are reassembled the same way and come from the
-last pass.
+last pass. With `context` = c > 0 the function gets each slice between its c neighbours either side
+instead, `slices [n, 2c + 1, h, w]` (the slice itself at index c; repeated at the volume's ends): a
+2-D network that reads the neighbouring slices (N-SMoE's denoiser) sees them in every pass.
 """
 from __future__ import annotations
 
@@ -125,8 +127,11 @@ def run_slicewise(
     slice_axis: str = "auto",
     batch: int = 8,
     progress: Progress = no_progress,
+    context: int = 0,
 ) -> np.ndarray:
     """`fn` applied slice by slice; returns float32 [channels, *grid.array.shape]."""
+    if context < 0:
+        raise ValueError(f"context must be >= 0 slices, not {context}")
     positions = axis_positions(volume, grid)
     passes = plan_passes(volume, grid, slice_axis)
     current = np.asarray(volume.array, dtype=np.float32)
@@ -142,7 +147,7 @@ def run_slicewise(
         for start in range(0, n, batch):
             progress((p + start / n) / len(passes), f"slice {start + 1} of {n}" + (f", pass {p + 1} of {len(passes)}" if len(passes) > 1 else ""))
             chunk = np.ascontiguousarray(stack[start:start + batch])
-            rendered = np.asarray(fn(chunk, rows, cols))
+            rendered = np.asarray(fn(_with_context(stack, start, chunk.shape[0], context) if context else chunk, rows, cols))
             expected = (chunk.shape[0], channels, rows.shape[0], cols.shape[0])
             if rendered.shape != expected:
                 raise ValueError(f"slice function returned {rendered.shape}, expected {expected}")
@@ -152,3 +157,11 @@ def run_slicewise(
     progress(1.0, "slices done")
     assert out is not None and out.shape[1:] == grid.array.shape, (None if out is None else out.shape, grid.array.shape)
     return np.ascontiguousarray(out)
+
+
+def _with_context(stack: np.ndarray, start: int, count: int, context: int) -> np.ndarray:
+    """Slices start .. start + count - 1 of `stack`, each between its `context` neighbours either
+    side (the end slices repeated beyond the volume): [count, 2 context + 1, h, w]."""
+    index = np.clip(np.arange(start - context, start + count + context), 0, stack.shape[0] - 1)
+    windows = np.lib.stride_tricks.sliding_window_view(stack[index], 2 * context + 1, axis=0)  # [count, h, w, 2c + 1]
+    return np.ascontiguousarray(np.moveaxis(windows, -1, 1))

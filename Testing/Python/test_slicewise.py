@@ -106,3 +106,21 @@ def test_bad_requests_are_refused_and_cancel_stops():
 
     with pytest.raises(Cancelled):
         run_slicewise(volume, volume, _linear_slices, batch=1, progress=cancel)
+
+
+def test_context_gives_each_slice_its_neighbours_with_the_ends_repeated():
+    volume = _ramp_volume((5, 6, 7), (1.0, 1.0, 1.0), np.eye(3))
+    seen = []
+
+    def centre_of_context(slices, rows, cols):
+        assert slices.ndim == 4 and slices.shape[1] == 3
+        seen.append(slices.copy())
+        return slices[:, 1:2]  # the slice itself, at index `context`
+
+    out = run_slicewise(volume, volume, centre_of_context, batch=2, context=1)
+    np.testing.assert_array_equal(out[0], volume.array)
+    stacked = np.concatenate(seen)  # denoising holds k: slice n between n - 1 and n + 1
+    np.testing.assert_array_equal(stacked[0, 0], volume.array[0])  # repeated at the first end
+    np.testing.assert_array_equal(stacked[2, 0], volume.array[1])
+    np.testing.assert_array_equal(stacked[2, 2], volume.array[3])
+    np.testing.assert_array_equal(stacked[4, 2], volume.array[4])  # and at the last

@@ -28,12 +28,19 @@ BLUR_TYPES = ("isotropic", "anisotropic")
 INTERPOLATION_ORDERS = (1, 3)  # linear, cubic spline
 
 
-def stochastic_degradation(volume_or_array, rng, reference_intensity: float | None = None):
+def stochastic_degradation(
+    volume_or_array, rng, reference_intensity: float | None = None, *, axes=None, scale: float | None = None, level_range=None,
+    noise: str | None = None,
+):
     """(degraded, params): one random draw of the degradation model.
 
     Takes a 2-D array, a 3-D array or a Volume and returns the same kind. `params` records every
     draw (and the absolute noise sigma) so a training sample can be labelled or replayed.
     `reference_intensity` pins "100 %" noise; by default it is the input's brightest tissue.
+    Training a slice-wise network needs a few draws pinned: `axes` (array axes) are the only ones
+    blurred and downsampled (a stack of neighbouring 2-D slices: the in-plane axes; a thick-slice
+    scan: one of them), `scale` fixes the factor, `level_range` the noise level's range (percent),
+    `noise` the noise type (one of NOISE_TYPES).
     """
     rng = np.random.default_rng(rng)
     is_volume = isinstance(volume_or_array, Volume)
@@ -43,17 +50,23 @@ def stochastic_degradation(volume_or_array, rng, reference_intensity: float | No
     if reference_intensity is None:
         reference_intensity = brightest_tissue_intensity(image)
 
+    axes = tuple(range(image.ndim)) if axes is None else tuple(int(a) for a in axes)
     blur_type = BLUR_TYPES[rng.integers(len(BLUR_TYPES))]
     sigmas = rng.uniform(*BLUR_SIGMA_RANGE, size=1 if blur_type == "isotropic" else image.ndim)
-    sigmas = np.broadcast_to(sigmas, (image.ndim,))
-    scale = float(rng.uniform(*SCALE_RANGE))
+    sigmas = np.where(np.isin(np.arange(image.ndim), axes), np.broadcast_to(sigmas, (image.ndim,)), 0.0)
+    drawn_scale = float(rng.uniform(*SCALE_RANGE))
+    scale = drawn_scale if scale is None else float(scale)
     order = int(INTERPOLATION_ORDERS[rng.integers(len(INTERPOLATION_ORDERS))])
     noise_type = NOISE_TYPES[rng.integers(len(NOISE_TYPES))]
-    level = 0.0 if noise_type == "none" else float(rng.uniform(*NOISE_LEVEL_RANGE))
+    if noise is not None:
+        if noise not in NOISE_TYPES:
+            raise ValueError(f"noise type {noise!r} is not one of {', '.join(NOISE_TYPES)}")
+        noise_type = noise
+    level = 0.0 if noise_type == "none" else float(rng.uniform(*(level_range or NOISE_LEVEL_RANGE)))
     varying = bool(noise_type != "none" and rng.random() < 0.5)
 
     blurred = ndimage.gaussian_filter(image, sigmas, mode="nearest")
-    out_shape = tuple(max(1, int(round(n / scale))) for n in image.shape)
+    out_shape = tuple(max(1, int(round(n / scale))) if a in axes else n for a, n in enumerate(image.shape))
     # grid_mode: pixel edges, not centres, are matched, so the field of view is kept exactly.
     small = ndimage.zoom(blurred, np.divide(out_shape, image.shape), order=order, mode="nearest", grid_mode=True)
     sigma = level / 100.0 * reference_intensity

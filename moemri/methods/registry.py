@@ -22,6 +22,7 @@ def _load_builtin_methods() -> None:
     from .smoe import method as _smoe  # noqa: F401
     from .remix import method as _remix  # noqa: F401
     from .moediff import method as _moediff  # noqa: F401
+    from .nsmoe import method as _nsmoe  # noqa: F401
 
 
 def all_methods(task: Task | None = None) -> list[Method]:
