@@ -50,8 +50,9 @@ SLICE_AXIS_OPTION = OptionSpec(
 )
 VARIANT_OPTION = OptionSpec(
     "variant", "choice", "reconstruction",
-    "which trained model: 'reconstruction' (L1 + SSIM only, the default: higher PSNR on the validation head) or "
-    "'adversarial' (fine-tuned with the patch discriminator's loss added)",
+    "which trained model: 'reconstruction' (L1 + SSIM only; the default, chosen on the validation cases: mean gain "
+    "3.27 against 3.24 dB) or 'adversarial' (fine-tuned 200 steps with the patch discriminator's loss added; "
+    "within 0.15 dB of it in every benchmark case)",
     choices=("reconstruction", "adversarial"),
 )
 GATE_MAPS_OPTION = OptionSpec(
