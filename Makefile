@@ -57,7 +57,8 @@ train-remix: data
 # Trains MoEDiff-SR with E = 3, 1 and 5 experts in turn, the same steps each (seeded; checkpoints
 # and train.log in Resources/Weights/moediff/checkpoints; ~15 min per run on one idle core, E = 5
 # longer). Stopped (SIGTERM, Ctrl-C, MINUTES=...), the same command resumes; each finished run is
-# written to Resources/Weights/moediff with its manifest entry.
+# written to Resources/Weights/moediff with its manifest entry. The shipped E = 5 had only
+# --experts 5 --steps 1000; delete checkpoints/e5.done.json to retrain it with the others' 3000.
 train-moediff: data
 	nice -n 10 $(BIN)/python -m moemri.train.moediff $(if $(MINUTES),--minutes $(MINUTES))
 
