@@ -62,7 +62,7 @@ train-remix: data
 train-moediff: data
 	nice -n 10 $(BIN)/python -m moemri.train.moediff $(if $(MINUTES),--minutes $(MINUTES))
 
-# Trains N-SMoE (K = 8, the K = 1 ablation, then K = 8's adversarial fine-tune; seeded, resumable,
+# Trains N-SMoE (K = 8, the K = 1 ablation, K = 16, then K = 8's adversarial fine-tune; seeded, resumable,
 # checkpoints and train.log in Resources/Weights/nsmoe/checkpoints; ~30 min on one core) and
 # exports every finished model to Resources/Weights/nsmoe.
 train-nsmoe: data

@@ -34,7 +34,7 @@ def _variants(task: str, names) -> list[Variant]:
     for name in names:
         method = get_method(name, task)
         if name.startswith("nsmoe"):
-            out += [Variant(method, 8), Variant(method, 1), Variant(method, 8, (("variant", "adversarial"),))]
+            out += [Variant(method, 8), Variant(method, 16), Variant(method, 1), Variant(method, 8, (("variant", "adversarial"),))]
         elif len(method.info.expert_counts) > 1:
             out.append(Variant(method, method.info.default_experts))
         else:

@@ -2,7 +2,7 @@
 
 Stages, each a loop `Task` with its own checkpoint in `--checkpoints` (resumable: the same command
 continues where it stopped; `--minutes`, SIGTERM or Ctrl-C stop at a checkpoint):
-- `k8`, `k1` (and `k16` when asked): the reconstruction-only model with 8 (1, 16) kernels per block,
+- `k8`, `k1`, `k16`: the reconstruction-only model with 8 (1, 16) kernels per block,
   each with the same steps and batches (K = 1 is the one-kernel-per-block ablation);
 - `k8-adversarial`: `k8`'s best weights fine-tuned with the paper's adversarial loss added (a
   patch discriminator, least-squares GAN), ADVERSARIAL_WEIGHT x its generator term.
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     from .remix import TRAINING_IDS, training_head
 
     parser = argparse.ArgumentParser(prog="python -m moemri.train.nsmoe", description=__doc__.splitlines()[0])
-    parser.add_argument("--stages", nargs="+", default=["k8", "k1", "k8-adversarial"], choices=list(STAGES))
+    parser.add_argument("--stages", nargs="+", default=["k8", "k1", "k16", "k8-adversarial"], choices=list(STAGES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--adversarial-steps", type=int, default=200)

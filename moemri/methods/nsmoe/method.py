@@ -35,7 +35,7 @@ from ..classical_resample import SPACING_SPEC, check_spacing
 from ..registry import register
 from . import weights
 
-KERNEL_COUNTS = (8, 1)  # 1: the one-kernel-per-block ablation
+KERNEL_COUNTS = (8, 16, 1)  # 1: the one-kernel-per-block ablation
 DEFAULT_KERNELS = 8
 SLICES_PER_CALL = 4
 RENDER_ELEMENTS = 6_000_000  # kernel x pixel evaluations per rendered chunk: ~25 MB per live tensor
