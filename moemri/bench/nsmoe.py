@@ -4,8 +4,10 @@ On the central 64 mm slab of the validation head (as `moemri bench denoise`), PS
 head mask:
 - super-resolution: in-plane x2, x3, x4 (Gaussian blur and decimation, then 1 % Rician noise),
   through-plane x2 and x4 (box thick slices) and x2.5 (Gaussian slice profile, 2.5 mm: a
-  non-integer factor); linear, B-spline, windowed sinc, REMIx, N-SMoE with 8 and 1 kernels per
-  block and the adversarial model;
+  non-integer factor); linear, B-spline, windowed sinc, REMIx, N-SMoE with 8, 16 and 1 kernels
+  per block and the adversarial model, and the paper's gate ablation of K = 8: top-1 (only the
+  largest gate weight), a random gate (one kernel of the pixel's blocks drawn at random) and the
+  oracle (per pixel, the kernel closest to the clean image: a loose upper bound);
 - denoising: stationary Rician noise at 3, 5, 7, 9 %; non-local means, the SMoE denoiser (patch
   gate) and the three N-SMoE models;
 then seconds and peak memory per whole 1 mm head (through-plane x4 to 1 mm; 5 % noise).
@@ -27,6 +29,18 @@ DENOISE_LEVELS = (3, 5, 7, 9)
 SEED = 1313
 
 
+class Oracle(Variant):
+    """N-SMoE with the oracle gate: each pixel from the one kernel of its blocks closest to the
+    clean image (a bound on what any gate could reach with these kernels, not a method)."""
+
+    @property
+    def label(self) -> str:
+        return super().label + " gate=oracle"
+
+    def run(self, volume, device: str, options=None, reference=None):
+        return self.method.run(volume, experts=self.experts, device=device, options={**(options or {}), **dict(self.options)}, reference=reference)
+
+
 def _variants(task: str, names) -> list[Variant]:
     from ..methods.registry import get_method
 
@@ -35,6 +49,8 @@ def _variants(task: str, names) -> list[Variant]:
         method = get_method(name, task)
         if name.startswith("nsmoe"):
             out += [Variant(method, 8), Variant(method, 16), Variant(method, 1), Variant(method, 8, (("variant", "adversarial"),))]
+            # The paper's gate ablation of K = 8 (K = 1 above is its one-expert version):
+            out += [Variant(method, 8, (("gate", "top1"),)), Variant(method, 8, (("gate", "random"),)), Oracle(method, 8)]
         elif len(method.info.expert_counts) > 1:
             out.append(Variant(method, method.info.default_experts))
         else:
@@ -84,7 +100,8 @@ def superres_table(slab, variants, device) -> str:
         mask = head_mask(reference.array)
         row = [f"{kind} x{factor:g}", "x".join(f"{s:.3g}" for s in low.spacing)]
         for variant in variants:
-            result = variant.run(low, device, options={SPACING_OPTION: reference.spacing})
+            extra = {"reference": reference} if isinstance(variant, Oracle) else {}
+            result = variant.run(low, device, options={SPACING_OPTION: reference.spacing}, **extra)
             p, s = _scores(reference, _on_reference_grid(result.image, reference), mask)
             row.append(f"{p:.2f} / {s:.3f}")
         rows.append(row)
@@ -101,7 +118,8 @@ def denoise_table(variants, device) -> str:
         p, s = _scores(case.clean, case.noisy.array, case.mask)
         row = [f"{case.level:g}", f"{p:.2f} / {s:.3f}"]
         for variant in variants:
-            p, s = _scores(case.clean, variant.run(case.noisy, device).image.array, case.mask)
+            extra = {"reference": case.clean} if isinstance(variant, Oracle) else {}
+            p, s = _scores(case.clean, variant.run(case.noisy, device, **extra).image.array, case.mask)
             row.append(f"{p:.2f} / {s:.3f}")
         rows.append(row)
         print("  " + " | ".join(row), file=sys.stderr, flush=True)
@@ -136,8 +154,8 @@ def main(argv=None) -> int:
         report += "## Denoising: PSNR (dB) / SSIM in the head mask, validation head (central 64 mm slab), stationary Rician\n\n"
         report += denoise_table(_variants("denoise", args.denoise), args.device) + "\n\n"
     if args.timing:
-        sr = [v for v in _variants("superres", [m for m in args.timing if m in ("bspline", "linear", "windowed-sinc", "remix", "nsmoe-sr")]) if "adversarial" not in v.label]
-        dn = [v for v in _variants("denoise", [m for m in args.timing if m not in ("bspline", "linear", "windowed-sinc", "remix", "nsmoe-sr")]) if "adversarial" not in v.label]
+        sr = [v for v in _variants("superres", [m for m in args.timing if m in ("bspline", "linear", "windowed-sinc", "remix", "nsmoe-sr")]) if "adversarial" not in v.label and "gate=" not in v.label]
+        dn = [v for v in _variants("denoise", [m for m in args.timing if m not in ("bspline", "linear", "windowed-sinc", "remix", "nsmoe-sr")]) if "adversarial" not in v.label and "gate=" not in v.label]
         thick = thick_slices(head, 4, axis="z")
         noisy, _ = add_rician(head, 5.0, seed=7)
         report += f"## Seconds and peak memory, whole head ({'x'.join(str(n) for n in head.size_xyz)} at 1 mm), {torch.get_num_threads()} torch thread(s)\n\n"

@@ -55,6 +55,13 @@ VARIANT_OPTION = OptionSpec(
     "within 0.15 dB of it in every benchmark case)",
     choices=("reconstruction", "adversarial"),
 )
+GATE_OPTION = OptionSpec(
+    "gate", "choice", "soft",
+    "how each output pixel mixes its kernels: 'soft' (the trained, gate-normalised mixture), or the paper's ablations: "
+    "'top1' (only the kernel with the largest gate weight) and 'random' (one kernel of the pixel's blocks drawn at random, seed 0)",
+    choices=("soft", "top1", "random"),
+)
+RANDOM_GATE_SEED = 0
 GATE_MAPS_OPTION = OptionSpec(
     "gate_maps", "bool", False,
     "also return, per kernel class, its summed gate weight (0-1) and what its experts add to the starting image",
@@ -75,13 +82,13 @@ class NSMoE:
             self.info = MethodInfo(
                 name="nsmoe-denoise", task="denoise", title="N-SMoE denoiser (steered kernels)",
                 description="Neural steered mixture of experts: K steered Gaussian kernels per 2x2 block render the noise-free slice; K = 1 is the one-kernel ablation.",
-                options=(NOISE_OPTION, SLICE_AXIS_OPTION, VARIANT_OPTION, GATE_MAPS_OPTION), **common,
+                options=(NOISE_OPTION, SLICE_AXIS_OPTION, VARIANT_OPTION, GATE_OPTION, GATE_MAPS_OPTION), **common,
             )
         else:
             self.info = MethodInfo(
                 name="nsmoe-sr", task="superres", title="N-SMoE super-resolution (steered kernels, any scale)",
                 description="Neural steered mixture of experts rendered on any output grid (x2, x2.5, x4 ...); slices hold the thick axis; K = 1 is the one-kernel ablation.",
-                options=(SPACING_SPEC, NOISE_OPTION, SLICE_AXIS_OPTION, VARIANT_OPTION, GATE_MAPS_OPTION), **common,
+                options=(SPACING_SPEC, NOISE_OPTION, SLICE_AXIS_OPTION, VARIANT_OPTION, GATE_OPTION, GATE_MAPS_OPTION), **common,
             )
         self._models: dict = {}
 
@@ -99,7 +106,9 @@ class NSMoE:
             self._models[key] = (model.to(device), entry)
         return self._models[key]
 
-    def run(self, volume: Volume, *, experts=None, device="auto", progress=no_progress, options=None) -> MethodResult:
+    def run(self, volume: Volume, *, experts=None, device="auto", progress=no_progress, options=None, reference: Volume | None = None) -> MethodResult:
+        """`reference` (benchmarks only: the clean volume on the output grid) renders the oracle
+        gate instead: every pixel from the one kernel of its blocks closest to the clean image."""
         from ...devices import resolve_device
 
         kernels = resolve_experts(self.info, experts)
@@ -110,11 +119,12 @@ class NSMoE:
         torch_device = resolve_device(device)
         model, entry = self.model(kernels, adversarial, torch_device)
         spacing = check_spacing(opts[SPACING_SPEC.name]) if self.task == "superres" else None
-        return restore(volume, model, entry, torch_device, progress, spacing, opts)
+        return restore(volume, model, entry, torch_device, progress, spacing, opts, reference)
 
 
-def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts: dict[str, Any]) -> MethodResult:
-    """The whole pipeline for one volume (denoising when `spacing` is None)."""
+def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts: dict[str, Any], reference: Volume | None = None) -> MethodResult:
+    """The whole pipeline for one volume (denoising when `spacing` is None; the oracle gate when
+    `reference` is given)."""
     import torch
 
     from ...degrade.resolution import resample_to_grid
@@ -142,10 +152,23 @@ def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts:
     gate_maps = bool(opts["gate_maps"])
     channels = 4 + (2 * CLASSES if gate_maps else 0)
     k = model.kernels
+    gate = str(opts["gate"])
+    generator = torch.Generator(device=device).manual_seed(RANDOM_GATE_SEED) if gate == "random" else None
+    targets, done = None, [0]
+    if reference is not None:
+        if len(passes) != 1:
+            raise InputError("the oracle gate needs a single slice pass (one resampled plane)")
+        gate = "oracle"
+        on_grid = resample_to_grid(reference, grid, "linear").array
+        targets = np.moveaxis(scale.apply(on_grid), passes[0].slice_axis, 0)
 
     def slice_fn(slices: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         inputs = network_inputs(slices, sigma, scale_of(rows), scale_of(cols))
         base = bspline_at(slices[:, CONTEXT], rows, cols)
+        residual = None
+        if targets is not None:  # slices come in order: the clean residual of the same output slices
+            residual = torch.from_numpy(targets[done[0] : done[0] + slices.shape[0]] - base).to(device)
+            done[0] += slices.shape[0]
         out = np.zeros((slices.shape[0], channels, rows.shape[0], cols.shape[0]), np.float32)
         with torch.inference_mode():
             kernel_set = model.kernel_set(torch.from_numpy(inputs).to(device))
@@ -155,7 +178,10 @@ def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts:
             step = max(1, RENDER_ELEMENTS // max(1, slices.shape[0] * 4 * k * cols.shape[0]))
             for r0 in range(0, rows.shape[0], step):
                 rows_t = torch.from_numpy(rows[r0 : r0 + step]).to(device)
-                drawn = render(kernel_set, rows_t, cols_t, model.block, winner=True, classes=labels[0] if gate_maps else None, class_count=CLASSES)
+                drawn = render(
+                    kernel_set, rows_t, cols_t, model.block, winner=True, classes=labels[0] if gate_maps else None, class_count=CLASSES,
+                    gate=gate, target=None if residual is None else residual[:, r0 : r0 + step], generator=generator,
+                )
                 out[:, 0, r0 : r0 + step] = base[:, r0 : r0 + step] + drawn.image.float().cpu().numpy()
                 for c, field in enumerate(winner_fields(labels, drawn.winner, rows_t, cols_t, model.block)):
                     out[:, 1 + c, r0 : r0 + step] = field.cpu().numpy()
@@ -197,6 +223,7 @@ def restore(volume: Volume, model, entry: dict, device, progress, spacing, opts:
         "kernels_per_block": k,
         "block_pixels": model.block,
         "variant": opts["variant"],
+        "gate": gate,
         "passes": [{"slice_axis": "kji"[p.slice_axis], "resampled": "".join("kji"[a] for a in p.resampled)} for p in passes],
         "expert_map_rule": "class (scale x orientation) of the kernel with the largest gate weight; 0 outside the head",
         "weights_sha256": entry["sha256"][:12],

@@ -27,6 +27,7 @@ SCALE_RANGE = (0.2, 4.0)  # input pixels: a kernel's two standard deviations
 SCALE_START = 3.0  # sigmoid offset of the scales: 0.2 + 3.8 sigmoid(-3) = 0.38 pixel
 CENTRE_REACH = 0.5  # blocks: how far a kernel's centre may move from its home position
 OUTSIDE_LOG_WEIGHT = -1e4  # kernels of blocks beyond the slice take no part in the gate
+GATES = ("soft", "top1", "random", "oracle")  # the predicted gate, then the paper's ablations of it
 
 
 @dataclass
@@ -155,12 +156,50 @@ def _ungroup(grouped: torch.Tensor, rows: Grouping, cols: Grouping) -> torch.Ten
     return flat.index_select(-2, rows.take).index_select(-1, cols.take)
 
 
+def _group(values: torch.Tensor, rows: Grouping, cols: Grouping) -> torch.Tensor:
+    """[n, H, W] -> [n, 1, 1, 1, Cy, Pr, Cx, Pc]: the inverse of _ungroup (repeated slots stay 0: never read)."""
+    n = values.shape[0]
+    (cy, pr), (cx, pc) = rows.grouped.shape, cols.grouped.shape
+    by_row = values.new_zeros(n, cy * pr, values.shape[2])
+    by_row[:, rows.take] = values
+    full = values.new_zeros(n, cy * pr, cx * pc)
+    full[:, :, cols.take] = by_row
+    return full.view(n, 1, 1, 1, cy, pr, cx, pc)
+
+
+def _hard_gate(logits: torch.Tensor, experts: torch.Tensor, gate: str, target: torch.Tensor | None, generator) -> torch.Tensor:
+    """[n, Cy, Pr, Cx, Pc]: every pixel rendered by ONE of the kernels of its 2 x 2 blocks (a
+    block whose tent weight is zero there, or that lies beyond the slice, is never chosen):
+    'top1' the kernel with the largest gate weight, 'random' one drawn uniformly (the paper's
+    random gate), 'oracle' the one whose expert value is closest to `target`, the clean residual
+    (the best-per-pixel bound: it needs the clean image, so only a benchmark can draw it)."""
+    n, k = logits.shape[:2]
+    flat_logits = logits.reshape(n, 4 * k, *logits.shape[4:])
+    flat_experts = experts.expand_as(logits).reshape(n, 4 * k, *logits.shape[4:])
+    valid = flat_logits > 0.5 * OUTSIDE_LOG_WEIGHT
+    if gate == "top1":
+        score = flat_logits
+    elif gate == "random":
+        score = torch.rand(flat_logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
+    elif gate == "oracle":
+        if target is None:
+            raise ValueError("the oracle gate needs the clean target")
+        score = -(flat_experts - target.reshape(n, 1, *logits.shape[4:])) ** 2
+    else:
+        raise ValueError(f"gate must be one of {GATES}, not {gate!r}")
+    score = torch.where(valid, score, torch.full_like(score, -math.inf))
+    return flat_experts.gather(1, score.argmax(dim=1, keepdim=True))[:, 0]
+
+
 def render(
     kernels: KernelSet, rows: torch.Tensor, cols: torch.Tensor, block: int, *, gates: bool = False, winner: bool = False,
-    classes: torch.Tensor | None = None, class_count: int = 0,
+    classes: torch.Tensor | None = None, class_count: int = 0, gate: str = "soft", target: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
 ) -> Rendering:
     """The mixture at the positions rows [H] x cols [W] (input pixel coordinates). `classes`
     [n, K, By, Bx] (labels 1..class_count per kernel) asks for the per-class gate and part maps.
+    `gate` other than 'soft' renders the gate ablations of _hard_gate (`target` [n, H, W], the
+    clean residual, for 'oracle'; `generator` seeds 'random'); gate and class maps stay the soft gate's.
 
     The gate runs over the kernels of the 2 x 2 blocks around the pixel (the block holding it and
     the neighbours on its side), each block's kernels weighted by a bilinear tent of the pixel's
@@ -183,16 +222,20 @@ def render(
     logits = torch.addcmul(row_part + col_part, -cell_neighbours(pyx, 0.0) * dy, dx)
     n, k = logits.shape[:2]
     best = _first_largest(logits.reshape(n, 4 * k, *logits.shape[4:])) if winner else None
+    experts = torch.addcmul(cell_neighbours(kernels.value, 0.0) + cell_neighbours(kernels.slope_y, 0.0) * dy, cell_neighbours(kernels.slope_x, 0.0), dx)
+    hard = None
+    if gate != "soft":
+        grouped_target = None if target is None else _group(target.to(logits), gy, gx)
+        hard = _ungroup(_hard_gate(logits, experts, gate, grouped_target, generator), gy, gx)
     # Softmax over the kernels and blocks (dims 1-3) of each output pixel; the normalisation is
     # applied after the sums, on one value per pixel (in place where no gradient is wanted).
     inplace = not torch.is_grad_enabled()
     shifted = logits.sub_(logits.amax(dim=(1, 2, 3), keepdim=True)) if inplace else logits - logits.amax(dim=(1, 2, 3), keepdim=True)
     unnormalised = shifted.exp_() if inplace else torch.exp(shifted)
     total = unnormalised.sum(dim=(1, 2, 3))
-    experts = torch.addcmul(cell_neighbours(kernels.value, 0.0) + cell_neighbours(kernels.slope_y, 0.0) * dy, cell_neighbours(kernels.slope_x, 0.0), dx)
     parts = experts.mul_(unnormalised) if inplace else unnormalised * experts
     image = _ungroup(parts.sum(dim=(1, 2, 3)) / total, gy, gx)
-    out = Rendering(image)
+    out = Rendering(image if hard is None else hard)
     if gates:
         out.gates = _ungroup((unnormalised / total[:, None, None, None]).reshape(n, 4 * k, *logits.shape[4:]), gy, gx)
     if winner:
